@@ -1,0 +1,125 @@
+"""Mask polarity, padding to the generator's grid and compositing, defined once.
+
+Inference, export and evaluation all go through these functions so that the
+conventions (mask 1 = known, 0 = hole; sizes a multiple of 128; known pixels
+copied back bit-exact) cannot drift apart.
+"""
+
+import tensorflow as tf
+
+#: Height and width of the generator's input must be multiples of this: seven
+#: stride-2 stages and skip concatenations.
+SIZE_MULTIPLE = 128
+
+#: How a mask file marks holes. "white": bright pixels are holes (the
+#: reference code's files); "black": dark pixels are holes (NVIDIA's zip).
+POLARITIES = ("white", "black")
+
+
+def check_polarity(polarity):
+  """Returns `polarity` if it is one of POLARITIES, else raises ValueError."""
+  if polarity not in POLARITIES:
+    raise ValueError(
+        f"mask polarity {polarity!r} is not one of {POLARITIES}: say which "
+        "colour marks the holes in your mask files")
+  return polarity
+
+
+def known_mask_from_image(mask_image, polarity="white"):
+  """Turns a mask picture into the model's mask: float32, 1 = known, 0 = hole.
+
+  Args:
+    mask_image: uint8 or float tensor [..., H, W, C] with C in {1, 3, 4}. RGB(A)
+      masks are reduced to their mean over RGB (alpha is ignored); uint8 values
+      are scaled to [0, 1].
+    polarity: "white" (white = hole) or "black" (black = hole).
+
+  Returns:
+    float32 tensor [..., H, W, 1]; values at 0.5 or above count as the hole
+    colour when polarity is "white", below 0.5 when "black".
+  """
+  check_polarity(polarity)
+  mask_image = tf.convert_to_tensor(mask_image)
+  if mask_image.dtype == tf.uint8:
+    mask_image = tf.cast(mask_image, tf.float32) / 255.0
+  else:
+    mask_image = tf.cast(mask_image, tf.float32)
+  channels = mask_image.shape[-1]
+  if channels == 4:
+    mask_image = mask_image[..., :3]
+  if channels in (3, 4):
+    mask_image = tf.reduce_mean(mask_image, axis=-1, keepdims=True)
+  bright = tf.cast(mask_image >= 0.5, tf.float32)
+  return 1.0 - bright if polarity == "white" else bright
+
+
+def hole_image_from_known_mask(mask):
+  """The inverse of `known_mask_from_image` for white = hole: uint8, 255 = hole."""
+  return tf.cast(tf.round((1.0 - mask) * 255.0), tf.uint8)
+
+
+def padded_size(size, multiple=SIZE_MULTIPLE):
+  """Smallest multiple of `multiple` that is >= size (size may be a tensor)."""
+  return (size + multiple - 1) // multiple * multiple
+
+
+def pad_to_multiple(images, multiple=SIZE_MULTIPLE, mode="REFLECT"):
+  """Pads [B, H, W, C] at the bottom and right up to multiples of `multiple`.
+
+  Reflection keeps the padded border looking like image content, so the
+  generator does not see artificial edges. Reflection cannot pad more than the
+  image size minus one, so very small images are reflected repeatedly.
+
+  Returns:
+    (padded, (height, width)): the padded tensor and the original size, for
+    `crop_to`.
+  """
+  images = tf.convert_to_tensor(images)
+  shape = tf.shape(images)
+  height, width = shape[1], shape[2]
+  target_h, target_w = padded_size(height, multiple), padded_size(width, multiple)
+
+  def pad_step(x):
+    h, w = tf.shape(x)[1], tf.shape(x)[2]
+    if mode == "REFLECT":
+      step_h = tf.minimum(target_h - h, h - 1)
+      step_w = tf.minimum(target_w - w, w - 1)
+    else:
+      step_h, step_w = target_h - h, target_w - w
+    return [tf.pad(x, [[0, 0], [0, step_h], [0, step_w], [0, 0]], mode=mode)]
+
+  # One step suffices unless the image is smaller than half the padding.
+  padded = tf.while_loop(
+      lambda x: tf.logical_or(tf.shape(x)[1] < target_h, tf.shape(x)[2] < target_w),
+      pad_step, [images],
+      shape_invariants=[tf.TensorShape([None, None, None, images.shape[-1]])])[0]
+  return padded, (height, width)
+
+
+def crop_to(images, size):
+  """Crops [B, H, W, C] back to the top-left `size` = (height, width)."""
+  height, width = size
+  return images[:, :height, :width, :]
+
+
+def composite(output, image, mask):
+  """Known pixels from `image`, holes from `output` (mask: 1 = known).
+
+  Uses a select rather than `out * (1 - M) + image * M` so that known pixels
+  come back bit-exact for a binary mask.
+  """
+  known = tf.broadcast_to(mask > 0.5, tf.shape(image))
+  return tf.where(known, image, output)
+
+
+def check_spatial_size(height, width, multiple=SIZE_MULTIPLE):
+  """Raises ValueError unless height and width are positive multiples of `multiple`."""
+  if height is None or width is None:
+    return
+  if height <= 0 or width <= 0 or height % multiple or width % multiple:
+    raise ValueError(
+        f"input size {height}x{width} is not a multiple of {multiple}: the "
+        f"generator has seven stride-2 stages. Pad with "
+        f"lbam_tf.image_ops.pad_to_multiple (or resize/crop) to "
+        f"{padded_size(max(height, 1), multiple)}x"
+        f"{padded_size(max(width, 1), multiple)}")

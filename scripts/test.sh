@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The test command: sets up .venv, then runs the whole suite on the CPU.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bash "$root/scripts/ensure_venv.sh"
+cd "$root"
+exec .venv/bin/python -m pytest "$@"
