@@ -2,6 +2,6 @@
 # The test command: sets up .venv, then runs the whole suite on the CPU.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bash "$root/scripts/ensure_venv.sh"
+bash "$root/scripts/ensure_venv.sh" requirements-test.txt
 cd "$root"
 exec .venv/bin/python -m pytest "$@"
