@@ -1,0 +1,141 @@
+"""PSNR, SSIM and mean L1, as the paper's Tables 1 and 2 report them.
+
+Pure functions of [B, H, W, C] tensors (numpy arrays work too), one value per
+image, so training can use them for validation and evaluation can average them
+per hole-ratio bin. The exact definitions, written out in README.md:
+
+- PSNR: 10 log10(max_val^2 / MSE), the MSE over every pixel and channel of the
+  whole image; identical images give PSNR_CAP_DB instead of infinity so that
+  bin means stay finite.
+- SSIM: Gaussian window 11x11, sigma 1.5, K1 = 0.01, K2 = 0.03 (Wang et al.
+  2004), computed per channel over the window positions that fit inside the
+  image ("valid"), averaged over positions, then over channels.
+- Mean L1 (%): mean absolute difference over every pixel and channel, as a
+  percentage of max_val.
+
+Example:
+
+  from lbam_tf import metrics
+  metrics.psnr(output, target)        # float32 [B], dB
+  metrics.ssim(output, target)        # float32 [B]
+  metrics.l1_percent(output, target)  # float32 [B]
+  metrics.hole_ratio_bin(0.25)        # 2: the bin (0.2, 0.3]
+"""
+
+import numpy as np
+import tensorflow as tf
+
+#: PSNR reported for identical images (MSE 0). One 8-bit level wrong at one
+#: pixel of a 256x256 RGB image already gives 101 dB, so the cap only replaces
+#: infinity and never changes a real result.
+PSNR_CAP_DB = 100.0
+
+#: SSIM constants: the Gaussian window of Wang et al. (2004), as most
+#: inpainting papers compute it (MATLAB ssim, tf.image.ssim).
+SSIM_FILTER_SIZE = 11
+SSIM_FILTER_SIGMA = 1.5
+SSIM_K1 = 0.01
+SSIM_K2 = 0.03
+
+#: Hole-ratio bin edges of the NVIDIA irregular-mask protocol; bin i is
+#: (edges[i], edges[i + 1]]: lower edge exclusive, upper edge inclusive.
+HOLE_RATIO_EDGES = (0.01, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+
+
+def _as_float_pair(output, target):
+  output = tf.cast(tf.convert_to_tensor(output), tf.float32)
+  target = tf.cast(tf.convert_to_tensor(target), tf.float32)
+  if output.shape.rank != 4 or target.shape.rank != 4:
+    raise ValueError(
+        f"metrics expect [B, H, W, C] images, got shapes {output.shape} and "
+        f"{target.shape}: add a batch axis with [None] or tf.expand_dims")
+  if output.shape != target.shape:
+    raise ValueError(
+        f"output shape {output.shape} does not match target shape "
+        f"{target.shape}: crop or resize one to the other before comparing")
+  return output, target
+
+
+def psnr(output, target, max_val=1.0):
+  """Peak signal-to-noise ratio per image, in dB, capped at PSNR_CAP_DB.
+
+  Args:
+    output: [B, H, W, C] images (any real dtype).
+    target: [B, H, W, C] reference images, same shape.
+    max_val: the data range: 1.0 for [0, 1] floats, 255 for uint8 values.
+
+  Returns:
+    float32 [B].
+  """
+  output, target = _as_float_pair(output, target)
+  mse = tf.reduce_mean(tf.square(output - target), axis=[1, 2, 3])
+  # log10(x / 0) is +inf, never NaN, so the cap is applied without a branch.
+  value = 10.0 * tf.math.log(float(max_val) ** 2 / mse) / tf.math.log(10.0)
+  return tf.minimum(value, PSNR_CAP_DB)
+
+
+def ssim(output, target, max_val=1.0):
+  """Structural similarity per image (Gaussian 11x11, sigma 1.5, K1 0.01, K2 0.03).
+
+  Args:
+    output: [B, H, W, C] images, H and W at least SSIM_FILTER_SIZE.
+    target: [B, H, W, C] reference images, same shape.
+    max_val: the data range: 1.0 for [0, 1] floats, 255 for uint8 values.
+
+  Returns:
+    float32 [B]: the mean of the SSIM map over valid window positions, then
+    over channels.
+  """
+  output, target = _as_float_pair(output, target)
+  return tf.image.ssim(
+      output, target, max_val=float(max_val), filter_size=SSIM_FILTER_SIZE,
+      filter_sigma=SSIM_FILTER_SIGMA, k1=SSIM_K1, k2=SSIM_K2)
+
+
+def l1_percent(output, target, max_val=1.0):
+  """Mean absolute error per image over all pixels and channels, in % of max_val.
+
+  Args:
+    output: [B, H, W, C] images.
+    target: [B, H, W, C] reference images, same shape.
+    max_val: the data range: 1.0 for [0, 1] floats, 255 for uint8 values.
+
+  Returns:
+    float32 [B].
+  """
+  output, target = _as_float_pair(output, target)
+  return 100.0 * tf.reduce_mean(tf.abs(output - target), axis=[1, 2, 3]) / float(max_val)
+
+
+def hole_ratio(mask):
+  """Fraction of hole pixels per mask (mask: [B, H, W, 1], 1 = known, 0 = hole).
+
+  Returns:
+    float64 numpy array [B]; pixels below 0.5 count as holes, as in
+    lbam_tf.image_ops.composite.
+  """
+  hole = np.asarray(mask) < 0.5
+  return hole.reshape(hole.shape[0], -1).mean(axis=1, dtype=np.float64)
+
+
+def hole_ratio_bin(ratio, edges=HOLE_RATIO_EDGES):
+  """Index of the bin (edges[i], edges[i + 1]] holding `ratio`, or -1 outside all bins.
+
+  Args:
+    ratio: a hole ratio in [0, 1] (a float or an array of them).
+    edges: increasing bin edges.
+
+  Returns:
+    int (or int array): 0 for (0.01, 0.1], ..., 5 for (0.5, 0.6] with the
+    default edges; -1 for ratios at or below the first edge or above the last.
+  """
+  edges = np.asarray(edges, dtype=np.float64)
+  # side="left" puts a ratio equal to an edge in the bin that edge closes.
+  index = np.searchsorted(edges, np.asarray(ratio, dtype=np.float64), side="left") - 1
+  index = np.where((index < 0) | (index >= len(edges) - 1), -1, index)
+  return int(index) if np.ndim(index) == 0 else index
+
+
+def bin_label(index, edges=HOLE_RATIO_EDGES):
+  """The printed name of bin `index`, e.g. "(0.1, 0.2]"."""
+  return f"({edges[index]:g}, {edges[index + 1]:g}]"
