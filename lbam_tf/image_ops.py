@@ -79,6 +79,11 @@ def pad_to_multiple(images, multiple=SIZE_MULTIPLE, mode="REFLECT"):
   height, width = shape[1], shape[2]
   target_h, target_w = padded_size(height, multiple), padded_size(width, multiple)
 
+  # Reflection needs at least two pixels; a single row or column is repeated.
+  single = tf.cast(tf.stack([height, width]) == 1, tf.int32)
+  images = tf.pad(images, [[0, 0], [0, single[0]], [0, single[1]], [0, 0]],
+                  mode="SYMMETRIC")
+
   def pad_step(x):
     h, w = tf.shape(x)[1], tf.shape(x)[2]
     if mode == "REFLECT":
