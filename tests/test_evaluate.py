@@ -1,0 +1,277 @@
+"""lbam_tf.evaluate end to end: pairing, binning, baselines, outputs, ablation.
+
+Expected values are computed here independently (numpy, direct generator
+calls), never read back from the module under test.
+"""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lbam_tf import evaluate
+from lbam_tf import generator as generator_lib
+from lbam_tf import metrics
+
+CROP = 128
+#: Hole ratios of the test masks: one per bin, plus two outside every bin.
+RATIOS = (0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.005, 0.8)
+NUM_IMAGES = 12
+
+
+def _hole_mask_picture(ratio, size=CROP):
+  """uint8 [size, size], 255 = hole: full rows from the top, then part of one row."""
+  holes = int(round(ratio * size * size))
+  flat = np.zeros(size * size, np.uint8)
+  flat[:holes] = 255
+  return flat.reshape(size, size)
+
+
+def _images(count=NUM_IMAGES, size=CROP):
+  """Smooth colour ramps with a little texture, different per image."""
+  y, x = np.mgrid[0:size, 0:size].astype(np.float64) / size
+  images = []
+  for k in range(count):
+    phase = 2 * np.pi * k / count
+    image = np.stack([0.5 + 0.4 * np.sin(3 * x + phase), 0.5 + 0.4 * np.cos(2 * y + phase),
+                      0.3 + 0.4 * x * y], axis=-1)
+    image += (0.03 * np.sin(40 * x) * np.cos(37 * y))[..., None]
+    images.append(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8))
+  return images
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+  root = tmp_path_factory.mktemp("eval_data")
+  image_dir, mask_dir, black_dir = root / "images", root / "masks", root / "masks_black"
+  for d in (image_dir, mask_dir, black_dir):
+    d.mkdir()
+  for k, image in enumerate(_images()):
+    cv2.imwrite(str(image_dir / f"img{k:02d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+  # One larger, non-square photo: resized (shorter side) and centre-cropped.
+  big = cv2.resize(_images(1)[0], (300, 200), interpolation=cv2.INTER_LINEAR)
+  cv2.imwrite(str(image_dir / "wide.jpg"), big)
+  for k, ratio in enumerate(RATIOS):
+    picture = _hole_mask_picture(ratio)
+    cv2.imwrite(str(mask_dir / f"mask{k}.png"), picture)
+    cv2.imwrite(str(black_dir / f"mask{k}.png"), 255 - picture)
+  return {"image_dir": str(image_dir), "mask_dir": str(mask_dir), "black_dir": str(black_dir)}
+
+
+class _Identity(tf.Module):
+  """A SavedModel "inpainter" that returns its input: holes stay as given (zero)."""
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="image"),
+                                tf.TensorSpec([None, None, None, 1], tf.float32, name="mask")])
+  def inpaint_tensor(self, image, mask):
+    del mask
+    return {"image": image}
+
+
+@pytest.fixture(scope="module")
+def identity_model(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("identity") / "1")
+  module = _Identity()
+  tf.saved_model.save(module, path, signatures={"inpaint_tensor": module.inpaint_tensor})
+  return path
+
+
+def _model_dir(root, ablation):
+  model_dir = root / ablation
+  model_dir.mkdir()
+  generator = generator_lib.build_generator(ablation=ablation)
+  generator.save_weights(str(model_dir / "generator.weights.h5"))
+  with open(model_dir / "config.json", "w") as f:
+    json.dump({"variant": "head", "ablation": ablation, "crop_size": CROP}, f)
+  return str(model_dir), generator
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory):
+  root = tmp_path_factory.mktemp("models")
+  return [_model_dir(root, "none"), _model_dir(root, "sigmoid")]
+
+
+def _run(model_paths, output_dir, folders, **kwargs):
+  options = dict(image_dir=folders["image_dir"], mask_dir=folders["mask_dir"], crop_size=CROP,
+                 num_images=NUM_IMAGES, batch_size=6, num_examples=2)
+  options.update(kwargs)
+  return evaluate.run(model_paths, str(output_dir), **options)
+
+
+def _truth_and_mask(folders, pair):
+  image = cv2.cvtColor(cv2.imread(os.path.join(folders["image_dir"], pair["image"])),
+                       cv2.COLOR_BGR2RGB)
+  hole = cv2.imread(os.path.join(folders["mask_dir"], pair["mask"]), cv2.IMREAD_GRAYSCALE) > 127
+  return image, hole
+
+
+def _numpy_psnr_l1(output, truth):
+  diff = output.astype(np.float64) / 255 - truth.astype(np.float64) / 255
+  mse = np.mean(diff ** 2)
+  psnr = 100.0 if mse == 0 else min(100.0, 10 * np.log10(1.0 / mse))
+  return psnr, 100 * np.mean(np.abs(diff))
+
+
+def test_pairing_is_deterministic_bin_balanced_and_drops_out_of_bin_masks():
+  images = [(f"k{k}", np.full((4, 4, 3), k, np.uint8)) for k in range(12)]
+  masks = []
+  for k, ratio in enumerate(RATIOS):
+    known = (_hole_mask_picture(ratio, 20) == 0).astype(np.float32)[..., None]
+    masks.append((f"m{k}", known))
+  pairs, dropped = evaluate.pair_images_with_masks(images, masks, 0, seed=3)
+  again, _ = evaluate.pair_images_with_masks(list(reversed(images)), masks[::-1], 0, seed=3)
+  other, _ = evaluate.pair_images_with_masks(images, masks, 0, seed=4)
+
+  assert dropped == 2
+  assert [(p.image_key, p.mask_key) for p in pairs] == [(p.image_key, p.mask_key) for p in again]
+  assert [p.image_key for p in pairs] != [p.image_key for p in other]
+  assert sorted(p.image_key for p in pairs) == sorted(k for k, _ in images)
+  # 12 images over 6 bins: two each, and each mask's ratio lies in its bin.
+  assert np.bincount([p.bin for p in pairs], minlength=6).tolist() == [2] * 6
+  edges = metrics.HOLE_RATIO_EDGES
+  for p in pairs:
+    holes = np.mean(p.known < 0.5)
+    assert edges[p.bin] < holes <= edges[p.bin + 1]
+  # num_images keeps a prefix of the same permutation.
+  first, _ = evaluate.pair_images_with_masks(images, masks, 5, seed=3)
+  assert [p.image_key for p in first] == [p.image_key for p in pairs[:5]]
+
+
+def test_identity_model_scores_match_numpy_and_outputs_are_readable(folders, identity_model,
+                                                                    tmp_path):
+  results = _run([identity_model], tmp_path, folders)
+  methods = ["ours", "telea", "ns"]
+  assert results["methods"] == methods
+  assert results["data"]["masks_outside_bins"] == 2
+
+  # Ours returns the masked input: composited, the holes are black. Recompute
+  # every pair's PSNR and L1 from the files.
+  for pair in results["pairs"]:
+    truth, hole = _truth_and_mask(folders, pair)
+    if truth.shape != (CROP, CROP, 3):
+      continue  # The resized photo; its pixels depend on the resize.
+    expected_ratio = hole.mean()
+    assert pair["hole_ratio"] == pytest.approx(expected_ratio)
+    assert metrics.bin_label(metrics.hole_ratio_bin(expected_ratio)) == pair["bin"]
+    psnr, l1 = _numpy_psnr_l1(np.where(hole[..., None], 0, truth), truth)
+    assert pair["metrics"]["ours"]["psnr"] == pytest.approx(psnr, abs=1e-3)
+    assert pair["metrics"]["ours"]["l1_percent"] == pytest.approx(l1, abs=1e-3)
+    # Baselines fill the holes with something closer than black.
+    for method in ("telea", "ns"):
+      assert pair["metrics"][method]["l1_percent"] < l1
+
+  # Bin means are the means of the per-pair values, 2 pairs per bin (12 / 6).
+  table = results["table"]
+  for b in range(6):
+    label = metrics.bin_label(b)
+    in_bin = [p for p in results["pairs"] if p["bin"] == label]
+    assert table["ours"][label]["count"] == len(in_bin) == 2
+    for method in methods:
+      assert table[method][label]["psnr"] == pytest.approx(
+          np.mean([p["metrics"][method]["psnr"] for p in in_bin]))
+
+  with open(tmp_path / "results.csv") as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == 3 * 7
+  row = next(r for r in rows if r["method"] == "telea" and r["bin"] == "(0.2, 0.3]")
+  assert float(row["ssim"]) == pytest.approx(table["telea"]["(0.2, 0.3]"]["ssim"])
+
+  markdown = (tmp_path / "results.md").read_text()
+  assert "| PSNR (dB) | (0.1, 0.2] | 2 |" in markdown
+  assert "Telea" in markdown and "Navier-Stokes" in markdown
+  assert identity_model in markdown and "FID and LPIPS: not computed" in markdown
+
+  for b in range(6):
+    grid = cv2.imread(str(tmp_path / f"grid_bin{b}.png"))
+    # A label strip, then 2 example rows; input, mask, ours, Telea, truth.
+    assert grid.shape == (24 + 2 * CROP, 5 * CROP, 3)
+  plot = cv2.imread(str(tmp_path / "psnr_per_bin.png"))
+  assert plot is not None and plot.shape[0] > 100
+  # Three coloured lines were drawn: not only black, white and grey.
+  assert len(np.unique(plot.reshape(-1, 3), axis=0)) > 20
+
+
+def test_same_seed_same_table_other_seed_other_pairs(folders, identity_model, tmp_path):
+  first = _run([identity_model], tmp_path / "a", folders, seed=7)
+  second = _run([identity_model], tmp_path / "b", folders, seed=7)
+  third = _run([identity_model], tmp_path / "c", folders, seed=8)
+  assert first["table"] == second["table"]
+  assert first["pairs"] == second["pairs"]
+  assert ([(p["image"], p["mask"]) for p in first["pairs"]]
+          != [(p["image"], p["mask"]) for p in third["pairs"]])
+
+
+def test_black_polarity_reads_the_same_masks(folders, identity_model, tmp_path):
+  white = _run([identity_model], tmp_path / "w", folders, num_images=6)
+  black = _run([identity_model], tmp_path / "b", folders, num_images=6,
+               mask_dir=folders["black_dir"], mask_polarity="black")
+  assert white["table"] == black["table"]
+
+
+def test_real_generator_model_dir_matches_a_direct_call(folders, model_dirs, tmp_path):
+  model_dir, generator = model_dirs[0]
+  results = _run([model_dir], tmp_path, folders, num_images=6)
+  assert results["models"][0]["kind"] == "model_dir"
+  assert results["models"][0]["ablation"] == "none"
+  for pair in results["pairs"]:
+    truth, hole = _truth_and_mask(folders, pair)
+    if truth.shape != (CROP, CROP, 3):
+      continue
+    known = (~hole).astype(np.float32)[None, ..., None]
+    image = truth.astype(np.float32)[None] / 255
+    raw = generator({"image": image * known, "mask": known}, training=False).numpy()[0]
+    filled = np.round(np.clip(raw, 0, 1) * 255).astype(np.uint8)
+    filled = np.where(hole[..., None], filled, truth)
+    psnr, l1 = _numpy_psnr_l1(filled, truth)
+    assert pair["metrics"]["ours"]["psnr"] == pytest.approx(psnr, abs=1e-2)
+    assert pair["metrics"]["ours"]["l1_percent"] == pytest.approx(l1, abs=1e-2)
+
+
+def test_ablation_puts_two_model_dirs_side_by_side(folders, model_dirs, tmp_path):
+  paths = [path for path, _ in model_dirs]
+  results = _run(paths, tmp_path, folders, num_images=6)
+  assert results["methods"] == ["none", "sigmoid", "telea", "ns"]
+  assert [m["ablation"] for m in results["models"]] == ["none", "sigmoid"]
+  # Different architectures, different random weights: different numbers.
+  assert results["table"]["none"]["all"]["psnr"] != results["table"]["sigmoid"]["all"]["psnr"]
+  markdown = (tmp_path / "results.md").read_text()
+  assert "the layout of the paper's Table 2" in markdown
+  assert "| sigmoid |" in markdown
+  grid = cv2.imread(str(tmp_path / "grid_bin0.png"))
+  assert grid.shape[1] == 6 * CROP  # input, mask, two models, Telea, truth
+
+
+def test_cli_writes_results(folders, identity_model, tmp_path):
+  output_dir = tmp_path / "cli"
+  completed = subprocess.run(
+      [sys.executable, "-m", "lbam_tf.evaluate", f"--model={identity_model}",
+       f"--image_dir={folders['image_dir']}", f"--mask_dir={folders['mask_dir']}",
+       f"--output_dir={output_dir}", "--num_images=6", f"--crop_size={CROP}"],
+      capture_output=True, text=True, timeout=240,
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert completed.returncode == 0, completed.stderr[-3000:]
+  assert "| Mean L1 (%) | (0.5, 0.6] |" in completed.stdout
+  with open(output_dir / "results.json") as f:
+    recorded = json.load(f)["flags"]
+  assert recorded["num_images"] == 6 and recorded["model"] == identity_model
+
+
+def test_rejects_ambiguous_inputs(folders, identity_model, tmp_path):
+  with pytest.raises(ValueError, match="--data_dir or --image_dir"):
+    evaluate.run([identity_model], str(tmp_path), data_dir="x", image_dir=folders["image_dir"],
+                 mask_dir=folders["mask_dir"])
+  with pytest.raises(ValueError, match="needs --mask_dir"):
+    evaluate.run([identity_model], str(tmp_path), image_dir=folders["image_dir"])
+  only_large = tmp_path / "large_holes"
+  only_large.mkdir()
+  cv2.imwrite(str(only_large / "m.png"), _hole_mask_picture(0.8))
+  with pytest.raises(ValueError, match="mask_polarity"):
+    evaluate.run([identity_model], str(tmp_path), image_dir=folders["image_dir"],
+                 mask_dir=str(only_large), crop_size=CROP)
