@@ -173,19 +173,37 @@ def read_mask_folder(mask_dir, polarity, crop_size):
   return masks
 
 
+def _unique(keys):
+  """Keys made unique in order: a repeated "k" becomes "k#1", "k#2", ..."""
+  seen = {}
+  unique = []
+  for key in keys:
+    count = seen.get(key, 0)
+    seen[key] = count + 1
+    unique.append(key if count == 0 else f"{key}#{count}")
+  return unique
+
+
 def read_data_dir(data_dir, split, crop_size):
-  """Images of `split` and the test masks of a preprocessing output folder."""
+  """Images of `split` and the test masks of a preprocessing output folder.
+
+  Image keys name the source photo, so several crops of one photo share one;
+  they are numbered in file order to stay distinct.
+  """
   from lbam_tf import data  # Only this mode needs the TFRecord reader.
 
-  images = [(example["key"].decode(), _resize_and_centre_crop(example["image"], crop_size))
-            for example in data.read_images(data_dir, split).as_numpy_iterator()]
-  masks = [(f"{example['source'].decode()}#{index}", _known_mask_at(example["mask"], crop_size))
-           for index, example in enumerate(data.read_masks(data_dir, "test").as_numpy_iterator())]
+  images = list(data.read_images(data_dir, split).as_numpy_iterator())
+  masks = list(data.read_masks(data_dir, "test").as_numpy_iterator())
   if not images or not masks:
     raise ValueError(
         f"{data_dir} has {len(images)} {split} images and {len(masks)} test "
         "masks: run pipeline.preprocess with a test split first")
-  return images, masks
+  image_keys = _unique([example["key"].decode() for example in images])
+  mask_keys = _unique([example["source"].decode() for example in masks])
+  return ([(key, _resize_and_centre_crop(example["image"], crop_size))
+           for key, example in zip(image_keys, images)],
+          [(key, _known_mask_at(example["mask"], crop_size))
+           for key, example in zip(mask_keys, masks)])
 
 
 def pair_images_with_masks(images, masks, num_images, seed):

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from lbam_tf import data
 from lbam_tf import evaluate
 from lbam_tf import generator as generator_lib
 from lbam_tf import metrics
@@ -261,6 +262,32 @@ def test_cli_writes_results(folders, identity_model, tmp_path):
   with open(output_dir / "results.json") as f:
     recorded = json.load(f)["flags"]
   assert recorded["num_images"] == 6 and recorded["model"] == identity_model
+
+
+def test_data_dir_gives_the_same_table_as_the_same_folders(folders, identity_model, tmp_path):
+  data_dir = tmp_path / "data"
+  images = _images()
+  # Two crops of one photo share a key, as the pipeline writes them.
+  keys = [f"photo{k // 2}" for k in range(len(images))]
+  data.write_tfrecords(str(data_dir / data.shard_name("images", "test", 0, 1)),
+                       [data.image_example(image, key) for image, key in zip(images, keys)])
+  pictures = [_hole_mask_picture(ratio) for ratio in RATIOS]
+  data.write_tfrecords(str(data_dir / data.shard_name("masks", "test", 0, 1)),
+                       [data.mask_example(p, f"m{k}") for k, p in enumerate(pictures)])
+  from_records = evaluate.run([identity_model], str(tmp_path / "records"),
+                              data_dir=str(data_dir), crop_size=CROP, num_images=NUM_IMAGES)
+  assert from_records["data"]["images_available"] == NUM_IMAGES
+  assert from_records["data"]["masks_outside_bins"] == 2
+  assert len({p["image"] for p in from_records["pairs"]}) == NUM_IMAGES
+  # Every pair's score, recomputed from the arrays written above.
+  # Repeated keys are numbered in file order: photo0, photo0#1, photo1, ...
+  by_key = {key + ("#1" if k % 2 else ""): image for k, (key, image) in enumerate(zip(keys, images))}
+  for pair in from_records["pairs"]:
+    truth = by_key[pair["image"]]
+    hole = pictures[int(pair["mask"][1:])] > 127
+    psnr, l1 = _numpy_psnr_l1(np.where(hole[..., None], 0, truth), truth)
+    assert pair["metrics"]["ours"]["psnr"] == pytest.approx(psnr, abs=1e-3)
+    assert pair["metrics"]["ours"]["l1_percent"] == pytest.approx(l1, abs=1e-3)
 
 
 def test_rejects_ambiguous_inputs(folders, identity_model, tmp_path):
