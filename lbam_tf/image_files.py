@@ -1,0 +1,104 @@
+"""Pairs image files with their masks and output paths, for batch inference.
+
+`python -m lbam_tf.inpaint` and `python -m serving.client` take the same
+`--image`, `--mask`, `--output` arguments, each a file or a folder; this module
+turns them into a list of jobs. It does not import TensorFlow, so the REST
+client starts in a fraction of a second.
+
+Example:
+
+    jobs, problems = image_files.plan("photos/", "masks/", "filled/")
+"""
+
+import dataclasses
+import os
+
+#: File name endings read as images (the formats tf.io.decode_image reads).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".jxl")
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+  """One image to inpaint: where its mask is and where the result goes."""
+  image: str
+  mask: str
+  output: str
+
+
+def list_images(folder):
+  """Image files directly inside `folder` (not recursive), sorted by name."""
+  names = sorted(os.listdir(folder))
+  return [os.path.join(folder, name) for name in names
+          if name.lower().endswith(IMAGE_EXTENSIONS)
+          and os.path.isfile(os.path.join(folder, name))]
+
+
+def _stem(path):
+  return os.path.splitext(os.path.basename(path))[0]
+
+
+def plan(image, mask, output):
+  """Matches images to masks and output paths.
+
+  Args:
+    image: an image file, or a folder of images.
+    mask: a mask file, or a folder holding one mask per image with the same
+      file name stem (`photo.jpg` pairs with `photo.png`). A single mask file
+      with an image folder is used for every image.
+    output: the output PNG file for a single image, or a folder (created) that
+      receives `<stem>.png` per image.
+
+  Returns:
+    (jobs, problems): a list of `Job`, and a list of (image path, message) for
+    images that cannot be processed (no mask found, or two images that would
+    write the same output), so that a folder run can report them and go on.
+
+  Raises:
+    ValueError: if the arguments do not describe a valid combination.
+  """
+  if not os.path.exists(image):
+    raise ValueError(f"--image {image} does not exist: give an image file or a folder of images")
+  if not os.path.exists(mask):
+    raise ValueError(f"--mask {mask} does not exist: give a mask file or a folder of masks")
+
+  if os.path.isfile(image):
+    if not os.path.isfile(mask):
+      raise ValueError(
+          f"--image {image} is a file but --mask {mask} is a folder: give the "
+          "mask file for this image")
+    if os.path.isdir(output):
+      output = os.path.join(output, _stem(image) + ".png")
+    return [Job(image, mask, output)], []
+
+  if os.path.isfile(output):
+    raise ValueError(
+        f"--image {image} is a folder but --output {output} is a file: give an "
+        "output folder")
+  masks = {}
+  if os.path.isdir(mask):
+    for path in list_images(mask):
+      masks.setdefault(_stem(path), path)
+
+  jobs, problems, outputs = [], [], {}
+  for path in list_images(image):
+    stem = _stem(path)
+    mask_path = masks.get(stem) if os.path.isdir(mask) else mask
+    out_path = os.path.join(output, stem + ".png")
+    if mask_path is None:
+      problems.append((path, f"no mask named {stem}.* in {mask}"))
+    elif out_path in outputs:
+      problems.append((path, f"{outputs[out_path]} already writes {out_path}: "
+                             "rename one of the two images"))
+    else:
+      outputs[out_path] = path
+      jobs.append(Job(path, mask_path, out_path))
+  if not jobs and not problems:
+    raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {image}")
+  return jobs, problems
+
+
+def batches(items, batch_size):
+  """Splits `items` into lists of at most `batch_size`."""
+  if batch_size < 1:
+    raise ValueError(f"batch size {batch_size} must be at least 1")
+  return [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
