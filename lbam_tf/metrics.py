@@ -20,6 +20,7 @@ Example:
   metrics.ssim(output, target)        # float32 [B]
   metrics.l1_percent(output, target)  # float32 [B]
   metrics.hole_ratio_bin(0.25)        # 2: the bin (0.2, 0.3]
+  metrics.frechet_distance(features_a, features_b)  # FID on Inception features
 """
 
 import numpy as np
@@ -139,3 +140,33 @@ def hole_ratio_bin(ratio, edges=HOLE_RATIO_EDGES):
 def bin_label(index, edges=HOLE_RATIO_EDGES):
   """The printed name of bin `index`, e.g. "(0.1, 0.2]"."""
   return f"({edges[index]:g}, {edges[index + 1]:g}]"
+
+
+def frechet_distance(features_a, features_b):
+  """Fréchet distance between Gaussians fitted to two feature sets (FID on Inception pool features).
+
+  d = |mu_a - mu_b|^2 + tr(C_a) + tr(C_b) - 2 tr((C_a C_b)^(1/2)) (Heusel et
+  al. 2017), with unbiased sample covariances, in float64.
+
+  Args:
+    features_a: [N, D] array, N >= 2.
+    features_b: [M, D] array, M >= 2.
+
+  Returns:
+    float. With fewer samples than dimensions the covariances are singular
+    and the value is biased upwards: compare methods on the same samples only.
+  """
+  a = np.asarray(features_a, np.float64)
+  b = np.asarray(features_b, np.float64)
+  if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
+    raise ValueError(
+        f"frechet_distance needs two [N, D] feature sets with N >= 2 and the same D, got "
+        f"shapes {a.shape} and {b.shape}")
+  cov_a = np.cov(a, rowvar=False)
+  cov_b = np.cov(b, rowvar=False)
+  # C_a C_b has the eigenvalues of the PSD matrix C_a^(1/2) C_b C_a^(1/2): real
+  # and >= 0 up to round-off, so the trace of its square root is a sum of roots.
+  eigenvalues = np.linalg.eigvals(cov_a @ cov_b).real
+  trace_sqrt = np.sqrt(np.clip(eigenvalues, 0.0, None)).sum()
+  return float(np.sum(np.square(a.mean(0) - b.mean(0))) + np.trace(cov_a) + np.trace(cov_b)
+               - 2.0 * trace_sqrt)

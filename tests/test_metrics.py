@@ -115,3 +115,34 @@ def test_hole_ratio_counts_hole_pixels():
   mask[0, :3, :] = 0.0  # 30 of 100 pixels are holes
   np.testing.assert_allclose(metrics.hole_ratio(mask), [0.3, 0.0])
   assert metrics.bin_label(2) == "(0.2, 0.3]"
+
+
+def test_frechet_distance_of_diagonal_gaussians_by_hand():
+  # Samples whose means and (unbiased) variances are exactly known: for
+  # diagonal covariances d = |mu_a - mu_b|^2 + sum_i (sigma_a,i - sigma_b,i)^2.
+  # Four points with zero mean, uncorrelated coordinates, unbiased variance 4/3.
+  base = np.array([[-1.0, -1.0], [1.0, 1.0], [-1.0, 1.0], [1.0, -1.0]])
+  a = base * [1.0, 2.0]
+  b = base * [3.0, 2.0] + [1.0, -2.0]
+  expected = (1.0 + 4.0) + 4.0 / 3.0 * ((1.0 - 3.0) ** 2 + (2.0 - 2.0) ** 2)
+  assert metrics.frechet_distance(a, b) == pytest.approx(expected, abs=1e-9)
+  assert metrics.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_frechet_distance_matches_symmetric_square_root():
+  rng = np.random.default_rng(5)
+  a = rng.normal(size=(200, 6)) @ rng.normal(size=(6, 6))
+  b = rng.normal(size=(150, 6)) @ rng.normal(size=(6, 6)) + 0.5
+  cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+
+  def sqrtm_psd(m):
+    values, vectors = np.linalg.eigh(m)
+    return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+
+  root_a = sqrtm_psd(cov_a)
+  cross = np.trace(sqrtm_psd(root_a @ cov_b @ root_a))
+  expected = (np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(cov_a) + np.trace(cov_b)
+              - 2 * cross)
+  assert metrics.frechet_distance(a, b) == pytest.approx(expected, rel=1e-9)
+  with pytest.raises(ValueError, match="N >= 2"):
+    metrics.frechet_distance(a[:1], b)
