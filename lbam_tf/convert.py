@@ -142,8 +142,8 @@ def detect_options(state_dict):
   """Infers `build_generator`'s variant and ablation from reference names.
 
   BatchNorm parameters mean "original_bn". The Table 2 ablations that change
-  the parameters are recognised too: no reverseConv modules ("forward_only"),
-  no mask convolutions ("unlearned"), 3x3 mask kernels ("mask3x3"). The g_A
+  the parameters are recognised too: no mask convolutions ("unlearned"), no
+  reverseConv modules ("forward_only"), 3x3 mask kernels ("mask3x3"). The g_A
   replacements ("sigmoid", "leaky_relu", "relu") look identical and must be
   named.
 
@@ -159,11 +159,13 @@ def detect_options(state_dict):
   state_dict = _strip_data_parallel(state_dict)
   keys = list(state_dict)
   mask_kernel = state_dict.get("ec1.conv.maskConv.weight")
-  if not any(k.startswith("reverseConv") for k in keys):
-    ablation = "forward_only"
-  elif not any(k.endswith(("maskConv.weight", "MaskConv.weight"))
-               for k in keys):
+  # Checked first: fixed mask filters leave the reverse branch without
+  # parameters too.
+  if not any(k.endswith(("maskConv.weight", "MaskConv.weight"))
+             for k in keys):
     ablation = "unlearned"
+  elif not any(k.startswith("reverseConv") for k in keys):
+    ablation = "forward_only"
   elif not any(".activationFuncG_A." in k for k in keys):
     raise ValueError(
         "the state dict has mask convolutions but no activationFuncG_A "
