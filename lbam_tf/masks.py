@@ -11,12 +11,12 @@ of the paper's Table 1 can be filled with equal counts:
   translated and cropped, as that set's training recipe does.
 
 Every function takes a `numpy.random.Generator`, so one seed gives one mask on
-any machine; `mask_rng(seed, ...)` derives independent generators for the Beam
+any machine; `seeded_rng(seed, ...)` derives independent generators for the Beam
 job's workers. No TensorFlow here: training can draw fresh masks on the fly.
 
 Example:
 
-    rng = masks.mask_rng(0, "demo", 0)
+    rng = masks.seeded_rng(0, "demo", 0)
     hole = masks.random_mask(rng, (256, 256), hole_range=(0.1, 0.2))
 """
 
@@ -43,7 +43,7 @@ HOLE = 255
 _MAX_ATTEMPTS = 100
 
 
-def mask_rng(seed, *parts):
+def seeded_rng(seed, *parts):
   """A numpy Generator determined by `seed` and any strings or ints in `parts`.
 
   Hashing (rather than `seed + index`) keeps the streams of neighbouring masks,
@@ -258,7 +258,7 @@ def stratified_test_set(count, seed, size, kind="irregular"):
     (masks, bins): uint8 [count, height, width] and the bin index of each mask.
   """
   bins = stratified_bins(count)
-  masks = [generate(kind, mask_rng(seed, "test", kind, i), size,
+  masks = [generate(kind, seeded_rng(seed, "test", kind, i), size,
                     HOLE_RATIO_BINS[b]) for i, b in enumerate(bins)]
   return np.stack(masks), bins
 

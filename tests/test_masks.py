@@ -13,7 +13,7 @@ SIZES = [(256, 256), (128, 192), (200, 96)]
 @pytest.mark.parametrize("kind", masks.KINDS)
 @pytest.mark.parametrize("size", SIZES)
 def test_shape_dtype_and_values(kind, size):
-  mask = masks.generate(kind, masks.mask_rng(0, kind), size)
+  mask = masks.generate(kind, masks.seeded_rng(0, kind), size)
   assert mask.shape == size
   assert mask.dtype == np.uint8
   assert set(np.unique(mask)) <= {0, 255}
@@ -24,7 +24,7 @@ def test_shape_dtype_and_values(kind, size):
 def test_hole_ratio_falls_in_requested_bin(kind, bin_index):
   lower, upper = masks.HOLE_RATIO_BINS[bin_index]
   for i in range(5):
-    mask = masks.generate(kind, masks.mask_rng(1, i), (128, 128), (lower, upper))
+    mask = masks.generate(kind, masks.seeded_rng(1, i), (128, 128), (lower, upper))
     # Hole = 255 (white): count the white pixels directly.
     ratio = np.count_nonzero(mask == 255) / mask.size
     assert lower < ratio <= upper
@@ -32,16 +32,16 @@ def test_hole_ratio_falls_in_requested_bin(kind, bin_index):
 
 @pytest.mark.parametrize("kind", masks.KINDS)
 def test_same_seed_same_mask_other_seed_other_mask(kind):
-  first = masks.generate(kind, masks.mask_rng(7, "a", 3), (128, 128))
-  again = masks.generate(kind, masks.mask_rng(7, "a", 3), (128, 128))
-  other = masks.generate(kind, masks.mask_rng(7, "a", 4), (128, 128))
+  first = masks.generate(kind, masks.seeded_rng(7, "a", 3), (128, 128))
+  again = masks.generate(kind, masks.seeded_rng(7, "a", 3), (128, 128))
+  other = masks.generate(kind, masks.seeded_rng(7, "a", 4), (128, 128))
   np.testing.assert_array_equal(first, again)
   assert not np.array_equal(first, other)
 
 
 @pytest.mark.parametrize("kind", masks.KINDS)
 def test_shapes_are_not_all_alike(kind):
-  drawn = [masks.generate(kind, masks.mask_rng(2, i), (128, 128), (0.2, 0.3)) > 0
+  drawn = [masks.generate(kind, masks.seeded_rng(2, i), (128, 128), (0.2, 0.3)) > 0
            for i in range(8)]
   # Intersection over union of two independent masks at ratio ~0.25 is near
   # 0.14 for random placement; identical shapes would give 1.
@@ -101,6 +101,6 @@ def test_plan_counts_and_stratification(num_masks):
 
 def test_bad_arguments_name_the_value():
   with pytest.raises(ValueError, match="cubist"):
-    masks.generate("cubist", masks.mask_rng(0), (64, 64))
+    masks.generate("cubist", masks.seeded_rng(0), (64, 64))
   with pytest.raises(ValueError, match="4x4"):
-    masks.irregular_mask(masks.mask_rng(0), (4, 4))
+    masks.irregular_mask(masks.seeded_rng(0), (4, 4))

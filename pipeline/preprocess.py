@@ -1,0 +1,498 @@
+r"""Beam job: image crops and hole masks into sharded, gzipped TFRecords.
+
+Reads images (a file glob or a TFDS dataset), decodes them robustly, resizes the
+short side to --load_size, takes --crops_per_image random --crop_size crops
+(determined by --seed and the image's key), splits train/val/test by a hash of
+the key, and writes OUTPUT/images/{split}-SSSSS-of-NNNNN.tfrecord.gz. Draws
+--num_masks masks (60 % random-shape, 40 % PConv-style irregular; the test
+split stratified into hole-ratio bins) and/or ingests --mask_dir, writing
+OUTPUT/masks/{train,test}-*.tfrecord.gz. Files that cannot be used go to
+OUTPUT/rejected.jsonl and to Beam counters; OUTPUT/manifest.json sums it up.
+lbam_tf.data reads the result; its docstring is the schema.
+
+Runs on the DirectRunner by default. Any other argument is a Beam pipeline
+option and passes through unchanged, written with '=':
+
+  python -m pipeline.preprocess --input_pattern='examples/images/*.jpg' \
+      --output_dir=out/data --num_masks=600
+  python -m pipeline.preprocess ... --direct_num_workers=2 \
+      --direct_running_mode=multi_processing
+  python -m pipeline.preprocess ... --runner=DataflowRunner --project=P \
+      --region=R --temp_location=gs://B/tmp --sdk_container_image=IMAGE
+
+(on Dataflow, IMAGE is a container with this repository and requirements.txt
+installed, so workers can import lbam_tf and pipeline).
+"""
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+import apache_beam as beam  # noqa: E402
+from apache_beam.io import fileio  # noqa: E402
+from apache_beam.io.filesystem import CompressionTypes  # noqa: E402
+from apache_beam.io.filesystems import FileSystems  # noqa: E402
+from apache_beam.metrics import Metrics  # noqa: E402
+from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
+
+from lbam_tf import data, image_ops, masks  # noqa: E402
+from pipeline import decode, shards  # noqa: E402
+
+NAMESPACE = "preprocess"
+SMALL_IMAGE_POLICIES = ("upscale", "reject")
+MASK_DIR_SPLITS = ("hash", "train", "test")
+_WILDCARDS = "*?["
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Everything the job does, as plain values (the flags, or a test's choice)."""
+  output_dir: str
+  input_pattern: str | None = None
+  tfds_name: str | None = None
+  tfds_split: str = "train"
+  tfds_data_dir: str | None = None
+  tfds_image_key: str = "image"
+  tfds_readers: int = 8
+  load_size: int = 350
+  crop_size: int = 256
+  crops_per_image: int = 1
+  seed: int = 0
+  val_fraction: float = 0.1
+  test_fraction: float = 0.1
+  num_shards: int = 4
+  small_images: str = "upscale"
+  max_pixels: int = 89_478_485
+  num_masks: int = 30000
+  random_shape_fraction: float = 0.6
+  mask_test_fraction: float = 0.2
+  mask_dir: str | None = None
+  mask_polarity: str | None = None
+  mask_dir_split: str = "hash"
+
+  def check(self):
+    """Raises ValueError naming the bad value and what to do instead."""
+    if self.input_pattern and self.tfds_name:
+      raise ValueError("give --input_pattern or --tfds_name, not both")
+    if self.crop_size < 1 or self.load_size < self.crop_size:
+      raise ValueError(
+          f"--load_size {self.load_size} must be >= --crop_size "
+          f"{self.crop_size} >= 1: crops are taken from the resized image")
+    if self.crops_per_image < 1:
+      raise ValueError(f"--crops_per_image {self.crops_per_image} must be >= 1")
+    if not (0 <= self.val_fraction and 0 <= self.test_fraction
+            and self.val_fraction + self.test_fraction < 1):
+      raise ValueError(
+          f"--val_fraction {self.val_fraction} and --test_fraction "
+          f"{self.test_fraction} must be >= 0 and sum to less than 1")
+    if self.num_shards < 1:
+      raise ValueError(f"--num_shards {self.num_shards} must be >= 1")
+    if self.small_images not in SMALL_IMAGE_POLICIES:
+      raise ValueError(
+          f"--small_images {self.small_images!r} is not one of {SMALL_IMAGE_POLICIES}")
+    if self.max_pixels < 1:
+      raise ValueError(f"--max_pixels {self.max_pixels} must be >= 1")
+    if not 0 <= self.random_shape_fraction <= 1:
+      raise ValueError(
+          f"--random_shape_fraction {self.random_shape_fraction} must be in [0, 1]")
+    masks.plan(self.num_masks, self.mask_test_fraction)  # checks both values
+    if self.mask_dir:
+      if self.mask_polarity is None:
+        raise ValueError(
+            f"--mask_dir {self.mask_dir} needs --mask_polarity white or black "
+            "(which colour marks holes in those files); it is never guessed")
+      image_ops.check_polarity(self.mask_polarity)
+      if self.mask_dir_split not in MASK_DIR_SPLITS:
+        raise ValueError(
+            f"--mask_dir_split {self.mask_dir_split!r} is not one of {MASK_DIR_SPLITS}")
+    if self.tfds_readers < 1:
+      raise ValueError(f"--tfds_readers {self.tfds_readers} must be >= 1")
+    return self
+
+
+# Sources.
+
+def glob_base(pattern):
+  """The folder part of a glob before its first wildcard, keys are relative to it."""
+  cut = min([pattern.find(c) for c in _WILDCARDS if c in pattern] or [len(pattern)])
+  head = pattern[:cut]
+  return head[:head.rfind("/") + 1] if "/" in head else ""
+
+
+def key_for(path, base):
+  """A location-independent key: `path` relative to the glob's base folder."""
+  if "://" not in path and "://" not in base:
+    path, base = os.path.abspath(path), os.path.abspath(base or ".") + os.sep
+  return path[len(base):] if base and path.startswith(base) else path
+
+
+def _check_matches(pattern, flag):
+  found = FileSystems.match([pattern], limits=[1])[0].metadata_list
+  if not found:
+    raise ValueError(f"{flag} {pattern!r} matches no files: check the path and quote the glob")
+
+
+class ReadFiles(beam.PTransform):
+  """Files matching a glob -> (key, path, bytes); read failures are rejected."""
+
+  def __init__(self, pattern):
+    super().__init__()
+    self._pattern = pattern
+
+  def expand(self, pipeline):
+    base = glob_base(self._pattern)
+    return (pipeline
+            | "Match" >> fileio.MatchFiles(self._pattern)
+            | "Spread" >> beam.Reshuffle()
+            | "Read" >> beam.ParDo(_ReadFile(base)).with_outputs(
+                "rejected", main="files"))
+
+
+class _ReadFile(beam.DoFn):
+
+  def __init__(self, base):
+    self._base = base
+
+  def process(self, metadata):
+    path = metadata.path
+    try:
+      with FileSystems.open(
+          path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        payload = f.read()
+    except Exception as e:  # noqa: BLE001 -- one unreadable file must not stop the job
+      yield beam.pvalue.TaggedOutput(
+          "rejected", _rejection(path, "unreadable", f"{type(e).__name__}: {e}"))
+      return
+    yield key_for(path, self._base), path, payload
+
+
+class _ReadTfds(beam.DoFn):
+  """Reads one part of a TFDS split as (tfds_id, tfds_id, encoded image bytes)."""
+
+  def __init__(self, config):
+    self._config = config
+
+  def process(self, part):
+    import tensorflow_datasets as tfds  # only TFDS runs need it
+    config = self._config
+    builder = tfds.builder(config.tfds_name, data_dir=config.tfds_data_dir)
+    dataset = builder.as_dataset(
+        split=part, shuffle_files=False,
+        decoders={config.tfds_image_key: tfds.decode.SkipDecoding()},
+        read_config=tfds.ReadConfig(add_tfds_id=True))
+    for example in dataset.as_numpy_iterator():
+      tfds_id = example["tfds_id"].decode("utf-8")
+      yield tfds_id, tfds_id, example[config.tfds_image_key]
+
+
+def tfds_parts(config):
+  """The TFDS split cut into --tfds_readers even parts, read in parallel."""
+  import tensorflow_datasets as tfds
+  return tfds.even_splits(config.tfds_split, n=config.tfds_readers)
+
+
+# Images.
+
+def _rejection(path, reason, detail, kind="image"):
+  Metrics.counter(NAMESPACE, f"rejected_{reason}").inc()
+  return {"path": path, "reason": reason, "detail": detail, "kind": kind}
+
+
+def split_of(key, val_fraction, test_fraction):
+  """train, val or test from a hash of the key (independent of --seed)."""
+  u = decode.key_fraction("split", key)
+  if u < test_fraction:
+    return "test"
+  return "val" if u < test_fraction + val_fraction else "train"
+
+
+class CropImage(beam.DoFn):
+  """(key, path, bytes) -> (split, record key, serialized example) per crop."""
+
+  def __init__(self, config):
+    self._config = config
+
+  def process(self, element):
+    key, path, payload = element
+    config = self._config
+    try:
+      image = decode.decode_image(payload, config.max_pixels, config.load_size)
+      if min(image.shape[:2]) < config.crop_size and config.small_images == "reject":
+        raise decode.Rejected(
+            "too_small",
+            f"{image.shape[1]}x{image.shape[0]} is below --crop_size "
+            f"{config.crop_size}; --small_images=upscale would keep it")
+    except decode.Rejected as e:
+      yield beam.pvalue.TaggedOutput("rejected", _rejection(path, e.reason, e.detail))
+      return
+    Metrics.counter(NAMESPACE, "images_decoded").inc()
+    image = decode.resize_short_side(image, config.load_size)
+    split = split_of(key, config.val_fraction, config.test_fraction)
+    offsets = decode.crop_offsets(key, config.seed, image.shape, config.crop_size,
+                                  config.crops_per_image)
+    size = config.crop_size
+    for index, (y, x) in enumerate(offsets):
+      crop = image[y:y + size, x:x + size]
+      Metrics.counter(NAMESPACE, "crops_written").inc()
+      yield split, f"{key}#{index:04d}", data.image_example(crop, key, (y, x))
+
+
+# Masks.
+
+def generate_mask(spec, config):
+  """(split, kind, index, hole_range) -> (split, source, example, hole ratio)."""
+  split, kind, index, hole_range = spec
+  mask = masks.generate(kind, masks.seeded_rng(config.seed, "mask", split, kind, index),
+                        (config.crop_size, config.crop_size), hole_range)
+  Metrics.counter(NAMESPACE, f"masks_{kind}").inc()
+  source = f"{kind}/{split}/{index:06d}"
+  return split, source, data.mask_example(mask, source), masks.hole_ratio(mask)
+
+
+class IngestMask(beam.DoFn):
+  """(key, path, bytes) of a mask file -> (split, source, example, hole ratio)."""
+
+  def __init__(self, config):
+    self._config = config
+
+  def process(self, element):
+    key, path, payload = element
+    config = self._config
+    try:
+      mask = decode.decode_mask(payload, config.max_pixels, config.mask_polarity,
+                                config.crop_size)
+    except decode.Rejected as e:
+      yield beam.pvalue.TaggedOutput(
+          "rejected", _rejection(path, e.reason, e.detail, kind="mask"))
+      return
+    split = config.mask_dir_split
+    if split == "hash":
+      split = split_of(key, 0.0, config.mask_test_fraction)
+    Metrics.counter(NAMESPACE, "masks_ingested").inc()
+    yield split, key, data.mask_example(mask, key), masks.hole_ratio(mask)
+
+
+# Reports.
+
+def _write_rejected(rows, path):
+  lines = sorted(json.dumps(row, sort_keys=True) for row in rows)
+  shards.write_text_file(path, "".join(line + "\n" for line in lines))
+
+
+def _write_manifest(stats, config, path):
+  counts = {"images": {s: 0 for s in data.IMAGE_SPLITS},
+            "masks": {s: 0 for s in data.MASK_SPLITS}}
+  histogram = {s: masks.ratio_histogram([]) for s in data.MASK_SPLITS}
+  rejected = {"total": 0, "by_reason": {r: 0 for r in decode.REASONS}}
+  input_files = 0
+  for section, name, value in stats:
+    if section in counts:
+      counts[section][name] += value
+    elif section == "hole_ratio":
+      split, label = name
+      histogram[split][label] += value
+    elif section == "rejected":
+      rejected["total"] += value
+      rejected["by_reason"][name] += value
+    elif section == "input_files":
+      input_files += value
+  manifest = {
+      "counts": counts,
+      "input_files": input_files,
+      "rejected": rejected,
+      "mask_hole_ratio_histogram": histogram,
+      "flags": dataclasses.asdict(config),
+      "schema": data.SCHEMA,
+  }
+  shards.write_text_file(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def _hole_bin(ratio):
+  index = masks.ratio_bin(ratio)
+  return "outside" if index is None else masks.bin_label(index)
+
+
+# The pipeline.
+
+def build(pipeline, config):
+  """Adds the whole job to `pipeline`; reads top to bottom."""
+  out = config.output_dir
+  rejected, stats = [], []
+
+  # Images: read, decode, crop, split, write.
+  if config.input_pattern or config.tfds_name:
+    if config.input_pattern:
+      read = pipeline | "ReadImages" >> ReadFiles(config.input_pattern)
+      files = read.files
+      rejected.append(read.rejected)
+    else:
+      files = (pipeline
+               | "TfdsParts" >> beam.Create(tfds_parts(config))
+               | "ReadTfds" >> beam.ParDo(_ReadTfds(config))
+               | "SpreadTfds" >> beam.Reshuffle())
+    cropped = files | "Crop" >> beam.ParDo(CropImage(config)).with_outputs(
+        "rejected", main="crops")
+    rejected.append(cropped.rejected)
+    written = cropped.crops | "WriteImages" >> shards.WriteShards(
+        out, "images", data.IMAGE_SPLITS, config.num_shards)
+    stats.append(written | "ImageCounts" >> beam.Map(lambda s: ("images", s[0], s[1])))
+    stats.append(files | "CountSources" >> beam.combiners.Count.Globally()
+                 | "InputStat" >> beam.Map(lambda n: ("input_files", None, n)))
+
+  # Masks: generated from a plan (stratified test bins) and/or ingested.
+  mask_sets = []
+  if config.num_masks:
+    plan = masks.plan(config.num_masks, config.mask_test_fraction,
+                      config.random_shape_fraction)
+    mask_sets.append(pipeline
+                     | "MaskPlan" >> beam.Create(plan)
+                     | "SpreadMasks" >> beam.Reshuffle()
+                     | "Generate" >> beam.Map(generate_mask, config))
+  if config.mask_dir:
+    pattern = config.mask_dir
+    if not any(c in pattern for c in _WILDCARDS):
+      pattern = FileSystems.join(pattern, "*")
+    read = pipeline | "ReadMasks" >> ReadFiles(pattern)
+    rejected.append(read.rejected)
+    ingested = read.files | "Ingest" >> beam.ParDo(IngestMask(config)).with_outputs(
+        "rejected", main="masks")
+    rejected.append(ingested.rejected)
+    mask_sets.append(ingested.masks)
+  if mask_sets:
+    all_masks = mask_sets | "AllMasks" >> beam.Flatten()
+    written = (all_masks
+               | "MaskRecords" >> beam.Map(lambda m: (m[0], m[1], m[2]))
+               | "WriteMasks" >> shards.WriteShards(
+                   out, "masks", data.MASK_SPLITS, config.num_shards))
+    stats.append(written | "MaskCounts" >> beam.Map(lambda s: ("masks", s[0], s[1])))
+    stats.append(all_masks
+                 | "HoleBins" >> beam.Map(lambda m: ((m[0], _hole_bin(m[3])), 1))
+                 | "SumBins" >> beam.CombinePerKey(sum)
+                 | "BinStat" >> beam.Map(lambda kv: ("hole_ratio", kv[0], kv[1])))
+
+  # Reports: rejected.jsonl and manifest.json.
+  all_rejected = (rejected or [pipeline | "NoRejects" >> beam.Create([])]) | (
+      "AllRejected" >> beam.Flatten())
+  _ = (all_rejected
+       | "RejectedList" >> beam.combiners.ToList()
+       | "WriteRejected" >> beam.Map(_write_rejected,
+                                     FileSystems.join(out, "rejected.jsonl")))
+  stats.append(all_rejected
+               | "ReasonOnes" >> beam.Map(lambda r: (r["reason"], 1))
+               | "SumReasons" >> beam.CombinePerKey(sum)
+               | "ReasonStat" >> beam.Map(lambda kv: ("rejected", kv[0], kv[1])))
+  _ = (stats
+       | "AllStats" >> beam.Flatten()
+       | "StatList" >> beam.combiners.ToList()
+       | "WriteManifest" >> beam.Map(_write_manifest, config,
+                                     FileSystems.join(out, "manifest.json")))
+
+
+def run(config, beam_args=()):
+  """Runs the job to completion; returns the Beam PipelineResult."""
+  config.check()
+  if config.input_pattern:
+    _check_matches(config.input_pattern, "--input_pattern")
+  if config.mask_dir and not any(c in config.mask_dir for c in _WILDCARDS):
+    _check_matches(FileSystems.join(config.mask_dir, "*"), "--mask_dir")
+  options = PipelineOptions(list(beam_args))
+  pipeline = beam.Pipeline(options=options)
+  build(pipeline, config)
+  result = pipeline.run()
+  result.wait_until_finish()
+  return result
+
+
+def counters(result):
+  """{name: value} of the job's Beam counters."""
+  query = result.metrics().query(
+      beam.metrics.MetricsFilter().with_namespace(NAMESPACE))
+  totals = {}
+  for counter in query["counters"]:
+    name = counter.key.metric.name
+    totals[name] = totals.get(name, 0) + counter.committed
+  return dict(sorted(totals.items()))
+
+
+# The command line.
+
+flags.DEFINE_string("input_pattern", None,
+                    "Glob of image files, local or on any filesystem Beam reads "
+                    "(gs://, s3://, hdfs://); quote it. Keys are paths relative "
+                    "to the glob's folder. Or use --tfds_name.")
+flags.DEFINE_string("tfds_name", None,
+                    "TFDS dataset to read instead of --input_pattern, e.g. "
+                    "places365_small; it must already be downloaded into "
+                    "--tfds_data_dir.")
+flags.DEFINE_string("tfds_split", "train", "TFDS split to read, e.g. train or train[:10%].")
+flags.DEFINE_string("tfds_data_dir", None, "TFDS data_dir (default: TFDS's own, ~/tensorflow_datasets).")
+flags.DEFINE_string("tfds_image_key", "image", "Feature of the TFDS examples that holds the image.")
+flags.DEFINE_integer("tfds_readers", 8, "Parts the TFDS split is cut into, read in parallel.")
+flags.DEFINE_string("output_dir", None, "Where images/, masks/, manifest.json and rejected.jsonl go.")
+flags.DEFINE_integer("load_size", 350, "Images are resized so their short side is this many pixels.")
+flags.DEFINE_integer("crop_size", 256,
+                     "Side of the square crops and of the masks. Must be <= "
+                     "--load_size; training may crop smaller again.")
+flags.DEFINE_integer("crops_per_image", 1,
+                     "Random crops per image, placed by --seed and the image's key.")
+flags.DEFINE_integer("seed", 0, "Seed of crop positions and generated masks; same seed, same files.")
+flags.DEFINE_float("val_fraction", 0.1, "Share of source images in the val split (by hash of the key).")
+flags.DEFINE_float("test_fraction", 0.1, "Share of source images in the test split (by hash of the key).")
+flags.DEFINE_integer("num_shards", 4,
+                     "Files per split for images and for masks. A shard is "
+                     "assembled in one worker's memory: raise it for big data.")
+flags.DEFINE_enum("small_images", "upscale", SMALL_IMAGE_POLICIES,
+                  "Images with a side below --crop_size: upscale them, or "
+                  "reject them into rejected.jsonl.")
+flags.DEFINE_integer("max_pixels", 89_478_485,
+                     "Images (and masks) with more pixels than this are "
+                     "rejected as decompression bombs before decoding.")
+flags.DEFINE_integer("num_masks", 30000,
+                     "Masks to generate (0: none, e.g. with --mask_dir only). "
+                     "Use a few hundred for a demo.")
+flags.DEFINE_float("random_shape_fraction", 0.6,
+                   "Share of generated masks that are random-shape (brush "
+                   "strokes, boxes); the rest are PConv-style irregular.")
+flags.DEFINE_float("mask_test_fraction", 0.2,
+                   "Share of masks in the test split; generated test masks are "
+                   "rounded to equal counts in the six hole-ratio bins.")
+flags.DEFINE_string("mask_dir", None,
+                    "Folder (or glob) of existing mask files to ingest, e.g. "
+                    "NVIDIA's irregular masks; needs --mask_polarity.")
+flags.DEFINE_enum("mask_polarity", None, list(image_ops.POLARITIES),
+                  "Which colour marks holes in --mask_dir files: white or "
+                  "black (NVIDIA's zip: black). Required with --mask_dir.")
+flags.DEFINE_enum("mask_dir_split", "hash", MASK_DIR_SPLITS,
+                  "Split of ingested masks: by hash of the file key (with "
+                  "--mask_test_fraction), or all train, or all test.")
+flags.mark_flag_as_required("output_dir")
+
+FLAGS = flags.FLAGS
+
+
+def _parse(argv):
+  # Unknown flags are Beam pipeline options and pass through.
+  return FLAGS(argv, known_only=True)
+
+
+def main(argv):
+  logging.getLogger().setLevel(logging.INFO)
+  config = Config(**{field.name: FLAGS[field.name].value
+                     for field in dataclasses.fields(Config)})
+  try:
+    config.check()
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
+  result = run(config, argv[1:])
+  for name, value in counters(result).items():
+    print(f"{name}: {value}")
+  print(f"wrote {config.output_dir}/manifest.json")
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=_parse)
