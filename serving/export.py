@@ -11,8 +11,10 @@ Signatures (TF Serving's `tensorflow/serving/predict` method):
 - `serving_default`: `image_bytes` string [B] (any format `tf.io.decode_image`
   reads: JPEG, PNG, GIF, BMP, WebP, JPEG XL), `mask_bytes` string [B] (grey,
   RGB or RGBA; the hole colour is bright unless `mask_polarity` says
-  "black"; thresholded at 0.5), optional `mask_polarity` scalar string
-  (default "white") -> `image_bytes` string [B] of PNGs. Images of any size
+  "black"; thresholded at 0.5), optional `mask_polarity` string, a scalar
+  (default "white") or one value per image -> `image_bytes` string [B] of
+  PNGs. (Per-image values let TF Serving's server-side batching, which
+  concatenates every input along dimension 0, batch requests that send it.) Images of any size
   are reflect-padded to a multiple of 128, inpainted, cropped back and
   composited, so known pixels come back bit-exact. A batch may mix sizes
   (TF Serving's server-side batching concatenates requests): same-size
@@ -174,7 +176,7 @@ class InpaintModule(tf.Module):
   @tf.function(input_signature=[
       tf.TensorSpec([None], tf.string, name="image_bytes"),
       tf.TensorSpec([None], tf.string, name="mask_bytes"),
-      tf.TensorSpec([], tf.string, name="mask_polarity")])
+      tf.TensorSpec(None, tf.string, name="mask_polarity")])
   def serve_bytes(self, image_bytes, mask_bytes,
                   mask_polarity=tf.constant("white")):
     """PNG results for encoded images and masks; see the module docstring."""
@@ -186,14 +188,27 @@ class InpaintModule(tf.Module):
             "image_bytes has ", tf.strings.as_string(count),
             " images but mask_bytes has ", tf.strings.as_string(mask_count),
             " masks: send exactly one mask per image"])),
-        _check(tf.reduce_any(mask_polarity == image_ops.POLARITIES),
-               tf.strings.join([
-                   "mask_polarity ", mask_polarity, " is not one of ",
-                   " / ".join(image_ops.POLARITIES), ": say which colour "
-                   "marks the holes"])),
     ]
     with tf.control_dependencies(checks):
       count = tf.identity(count)
+    polarity = tf.reshape(mask_polarity, [-1])
+    known_polarity = tf.reduce_any(
+        polarity[:, tf.newaxis] == image_ops.POLARITIES, axis=1)
+    polarity_checks = [
+        _check(tf.logical_or(tf.size(polarity) == 1,
+                             tf.size(polarity) == count),
+               tf.strings.join([
+                   "mask_polarity has ", tf.strings.as_string(tf.size(polarity)),
+                   " values for ", tf.strings.as_string(count), " images: "
+                   "send one value for all, or one per image"])),
+        _check(tf.reduce_all(known_polarity), tf.strings.join([
+            "mask_polarity ", tf.strings.reduce_join(
+                tf.boolean_mask(polarity, ~known_polarity), separator=", "),
+            " is not one of ", " / ".join(image_ops.POLARITIES),
+            ": say which colour marks the holes"])),
+    ]
+    with tf.control_dependencies(polarity_checks):
+      polarity = tf.broadcast_to(polarity, [count])
 
     images = tf.TensorArray(tf.float32, size=count, infer_shape=False,
                             element_shape=tf.TensorShape([None, None, 3]))
@@ -218,7 +233,7 @@ class InpaintModule(tf.Module):
       with tf.control_dependencies(item_checks):
         images = images.write(i, tf.image.convert_image_dtype(image,
                                                               tf.float32))
-        masks = masks.write(i, _known_mask(mask_image, mask_polarity))
+        masks = masks.write(i, _known_mask(mask_image, polarity[i]))
         sizes = sizes.write(i, tf.stack([height, width]))
 
     sizes = sizes.stack()

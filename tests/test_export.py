@@ -100,6 +100,7 @@ def test_saved_model_cli_lists_both_signatures(export_dir):
                "inputs['mask_polarity']", "outputs['image_bytes']",
                "DT_STRING", "tensorflow/serving/predict"):
     assert name in serving
+  assert "unknown_rank" in serving.split("inputs['mask_polarity']")[1]
   for name in ("inputs['image']", "inputs['mask']", "outputs['image']",
                "(-1, -1, -1, 3)", "(-1, -1, -1, 1)", "DT_FLOAT"):
     assert name in tensor
@@ -156,6 +157,10 @@ def test_polarity_channels_and_threshold_agree(loaded):
                          (rgba, "white"), (soft, "white")):
     (result,) = _serve(loaded, [image], [mask], polarity)
     np.testing.assert_array_equal(result, reference)
+  # One polarity per image, as TF Serving's batching concatenates them.
+  for result in _serve(loaded, [image, image], [grey, 255 - grey],
+                       ["white", "black"]):
+    np.testing.assert_array_equal(result, reference)
 
 
 def test_mixed_sizes_in_one_batch_match_single_requests(loaded):
@@ -192,6 +197,10 @@ _BAD_BYTES_REQUESTS = {
         {"image_bytes": [_png(_IMAGE)], "mask_bytes": [_png(_MASK)],
          "mask_polarity": "grey"},
         "mask_polarity grey is not one of white / black"),
+    "polarity count": (
+        {"image_bytes": [_png(_IMAGE)] * 3, "mask_bytes": [_png(_MASK)] * 3,
+         "mask_polarity": ["white", "black"]},
+        "mask_polarity has 2 values for 3 images"),
     "too large": (
         {"image_bytes": [_png(np.zeros((300, 300, 3)))],
          "mask_bytes": [_png(np.zeros((300, 300, 1)))]},
