@@ -31,6 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 import cv2  # noqa: E402
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tqdm  # noqa: E402
@@ -86,6 +87,11 @@ _NUM_EXAMPLES = flags.DEFINE_integer(
     "num_examples", 4, "Rows per bin in the grid PNGs.")
 _RADIUS = flags.DEFINE_integer(
     "baseline_radius", 5, "Neighbourhood radius in pixels for Telea and Navier-Stokes.")
+_INCEPTION_WEIGHTS = flags.DEFINE_string(
+    "inception_weights", None,
+    "A Keras InceptionV3 weights file without the top (e.g. inception_v3_weights_tf_dim_"
+    "ordering_tf_kernels_notop.h5) to also report FID over all pairs. Without it FID is "
+    "skipped (it cannot be downloaded here).")
 
 #: Methods appended after the model(s) in every table.
 BASELINES = ("telea", "ns")
@@ -312,6 +318,27 @@ def _labels(paths):
   return [name if names.count(name) == 1 else f"{name}_{i}" for i, name in enumerate(names)]
 
 
+def inception_features(weights_path):
+  """uint8 [B, S, S, 3] -> [B, 2048] InceptionV3 pool features, for FID.
+
+  Images are resized to 299x299 (bilinear) and scaled to [-1, 1] as
+  InceptionV3 expects.
+  """
+  if not os.path.exists(weights_path):
+    raise FileNotFoundError(
+        f"--inception_weights {weights_path} does not exist: give a Keras InceptionV3 "
+        "no-top weights file, or drop the flag to skip FID")
+  model = keras.applications.InceptionV3(include_top=False, weights=weights_path,
+                                         pooling="avg", input_shape=(299, 299, 3))
+
+  @tf.function(reduce_retracing=True)
+  def features(images):
+    resized = tf.image.resize(tf.cast(images, tf.float32), (299, 299))
+    return model(keras.applications.inception_v3.preprocess_input(resized), training=False)
+
+  return features
+
+
 # ---------------------------------------------------------------- evaluation
 
 def _to_uint8(images):
@@ -327,19 +354,23 @@ def _scores(filled, truth):
           "l1_percent": metrics.l1_percent(filled, truth).numpy().tolist()}
 
 
-def evaluate_pairs(pairs, models, batch_size, radius, num_examples):
+def evaluate_pairs(pairs, models, batch_size, radius, num_examples, features_fn=None):
   """Inpaints every pair with every model and baseline and scores the results.
 
   Returns:
-    (scores, examples, seconds): scores[method] = {"psnr": [...], "ssim":
+    (scores, examples, seconds, features): scores[method] = {"psnr": [...], "ssim":
     [...], "l1_percent": [...]} in pair order; examples[bin] = list of
     {method: uint8 image, "input", "mask", "truth"} for the first
     `num_examples` pairs of each bin; seconds[method] = time spent inpainting.
+    features[method or "truth"] = [N, D] array of `features_fn` (uint8
+    images -> [B, D]) of the composited outputs and the ground truth, or
+    None without a `features_fn`.
   """
   methods = [model.label for model in models] + list(BASELINES)
   scores = {method: {"psnr": [], "ssim": [], "l1_percent": []} for method in methods}
   seconds = dict.fromkeys(methods, 0.0)
   examples = {}
+  features = {name: [] for name in methods + ["truth"]} if features_fn else None
   with tqdm.tqdm(total=len(pairs), desc="evaluate", unit="image") as progress:
     for start in range(0, len(pairs), batch_size):
       batch = pairs[start:start + batch_size]
@@ -362,6 +393,10 @@ def evaluate_pairs(pairs, models, batch_size, radius, num_examples):
         filled = np.where(known >= 0.5, truth, outputs[method])
         for name, values in _scores(filled, truth).items():
           scores[method][name].extend(values)
+        if features is not None:
+          features[method].append(np.asarray(features_fn(filled)))
+      if features is not None:
+        features["truth"].append(np.asarray(features_fn(truth)))
       for i, pair in enumerate(batch):
         rows = examples.setdefault(pair.bin, [])
         if len(rows) < num_examples:
@@ -371,7 +406,9 @@ def evaluate_pairs(pairs, models, batch_size, radius, num_examples):
                        "truth": pair.image,
                        **{method: outputs[method][i] for method in methods}})
       progress.update(len(batch))
-  return scores, examples, seconds
+  if features is not None:
+    features = {name: np.concatenate(arrays) for name, arrays in features.items()}
+  return scores, examples, seconds, features
 
 
 def summarize(pairs, scores):
@@ -495,7 +532,7 @@ def write_psnr_plot(path, table, width=760, height=460):
 
 
 def write_results(output_dir, table, pairs, scores, examples, models, data, flag_values,
-                  seconds, notes):
+                  seconds, fid, notes):
   """Writes results.md, results.json, results.csv, grid_bin<k>.png and psnr_per_bin.png."""
   os.makedirs(output_dir, exist_ok=True)
   methods = list(table)
@@ -507,7 +544,8 @@ def write_results(output_dir, table, pairs, scores, examples, models, data, flag
   seconds_per_image = {m: seconds[m] / max(len(pairs), 1) for m in methods}
   with open(os.path.join(output_dir, "results.json"), "w") as f:
     json.dump({"models": model_info, "data": data, "flags": flag_values, "methods": methods,
-               "table": table, "seconds_per_image": seconds_per_image, "notes": notes,
+               "table": table, "fid": fid, "seconds_per_image": seconds_per_image,
+               "notes": notes,
                "pairs": per_pair}, f, indent=1)
 
   with open(os.path.join(output_dir, "results.csv"), "w", newline="") as f:
@@ -530,6 +568,12 @@ def write_results(output_dir, table, pairs, scores, examples, models, data, flag
   if len(models) > 1:
     lines += ["PSNR/SSIM per bin (the layout of the paper's Table 2):", "",
               ablation_table(table), ""]
+  if fid is not None:
+    lines += [f"FID over all {len(pairs)} pairs (composited outputs against the ground truth, "
+              "InceptionV3 pool features):", "",
+              "| | " + " | ".join(map(_display, methods)) + " |",
+              "|---|" + "---:|" * len(methods),
+              "| FID | " + " | ".join(f"{fid[m]:.2f}" for m in methods) + " |", ""]
   lines += ["## Model", ""]
   lines += [f"- `{m['label']}`: {m['kind']} `{m['path']}`"
             + "".join(f", {k} `{m[k]}`" for k in ("variant", "ablation") if k in m)
@@ -550,7 +594,7 @@ def write_results(output_dir, table, pairs, scores, examples, models, data, flag
 
 def run(model_paths, output_dir, *, data_dir=None, split="test", image_dir=None, mask_dir=None,
         mask_polarity="white", num_images=120, seed=0, crop_size=256, batch_size=8,
-        num_examples=4, radius=5, labels=None):
+        num_examples=4, radius=5, inception_weights=None, labels=None):
   """Evaluates `model_paths` (one, or several for an ablation) and writes the outputs.
 
   Args:
@@ -558,7 +602,8 @@ def run(model_paths, output_dir, *, data_dir=None, split="test", image_dir=None,
     output_dir: where the results go (created).
     data_dir / split: a preprocessing output folder; or
     image_dir / mask_dir / mask_polarity: folders of images and masks.
-    num_images, seed, crop_size, batch_size, num_examples, radius: as the flags.
+    num_images, seed, crop_size, batch_size, num_examples, radius,
+      inception_weights: as the flags.
     labels: column names for the models; default "ours" for one model, the
       directory names for several.
 
@@ -582,7 +627,8 @@ def run(model_paths, output_dir, *, data_dir=None, split="test", image_dir=None,
       data_dir=data_dir, split=split if data_dir else None, image_dir=image_dir,
       mask_dir=mask_dir, mask_polarity=mask_polarity if mask_dir else None,
       output_dir=output_dir, num_images=num_images, seed=seed, crop_size=crop_size,
-      batch_size=batch_size, num_examples=num_examples, baseline_radius=radius)
+      batch_size=batch_size, num_examples=num_examples, baseline_radius=radius,
+      inception_weights=inception_weights)
   flag_values = {name: value for name, value in flag_values.items() if value is not None}
 
   if data_dir is not None:
@@ -598,12 +644,22 @@ def run(model_paths, output_dir, *, data_dir=None, split="test", image_dir=None,
                "crop_size": crop_size})
 
   models = [load_model(path, label) for path, label in zip(model_paths, labels)]
-  scores, examples, seconds = evaluate_pairs(pairs, models, batch_size, radius, num_examples)
+  features_fn = inception_features(inception_weights) if inception_weights else None
+  scores, examples, seconds, features = evaluate_pairs(
+      pairs, models, batch_size, radius, num_examples, features_fn)
   table = summarize(pairs, scores)
+  fid = None
+  if features is not None:
+    fid = {method: metrics.frechet_distance(features[method], features["truth"])
+           for method in table}
   notes = [
-      "FID and LPIPS: not computed. They need pretrained network weights "
-      "(Inception, LPIPS) that cannot be downloaded here and are not part of "
-      "this build; no number is given rather than a made-up one.",
+      "LPIPS: not computed (its network weights cannot be downloaded here and it is not part "
+      "of this build); no number is given rather than a made-up one.",
+      (f"FID from --inception_weights {inception_weights} over {len(pairs)} pairs: with fewer "
+       "pairs than the 2048 feature dimensions it is biased upwards; compare methods within "
+       "this run only." if fid else
+       "FID: not computed; give --inception_weights (a Keras InceptionV3 no-top weights file) "
+       "to add it. No number is given rather than a made-up one."),
       f"{dropped} of {len(masks)} masks had a hole ratio outside "
       f"({metrics.HOLE_RATIO_EDGES[0]}, {metrics.HOLE_RATIO_EDGES[-1]}] and were not used.",
   ]
@@ -615,7 +671,7 @@ def run(model_paths, output_dir, *, data_dir=None, split="test", image_dir=None,
     notes.append(f"Only {len(pairs)} pairs: per-bin means of so few images vary by tenths of "
                  "a dB with the seed; compare methods within this table, not across runs.")
   write_results(output_dir, table, pairs, scores, examples, models, data,
-                flag_values, seconds, notes)
+                flag_values, seconds, fid, notes)
   with open(os.path.join(output_dir, "results.json")) as f:
     return json.load(f)
 
@@ -629,7 +685,8 @@ def main(argv):
       data_dir=_DATA_DIR.value, split=_SPLIT.value, image_dir=_IMAGE_DIR.value,
       mask_dir=_MASK_DIR.value, mask_polarity=_MASK_POLARITY.value,
       num_images=_NUM_IMAGES.value, seed=_SEED.value, crop_size=_CROP_SIZE.value,
-      batch_size=_BATCH_SIZE.value, num_examples=_NUM_EXAMPLES.value, radius=_RADIUS.value)
+      batch_size=_BATCH_SIZE.value, num_examples=_NUM_EXAMPLES.value, radius=_RADIUS.value,
+      inception_weights=_INCEPTION_WEIGHTS.value)
   with open(os.path.join(_OUTPUT_DIR.value, "results.md")) as f:
     sys.stdout.write(f.read())
 
