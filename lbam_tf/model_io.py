@@ -6,7 +6,7 @@ module decides what it is:
   written by `tf.train.CheckpointManager`, else its `generator.weights.h5`;
 - a `.weights.h5` file: variant and ablation from the arguments, else from a
   `config.json` beside it (written by `lbam_tf.convert` and by training), else
-  the defaults;
+  the variant the file's BatchNorm weights show and no ablation;
 - a `.keras` file: the whole model, configuration included;
 - a `.pth` or `.npz` reference checkpoint: converted on the fly.
 
@@ -19,6 +19,7 @@ Example:
 import json
 import os
 
+import h5py
 import keras
 import tensorflow as tf
 
@@ -58,22 +59,30 @@ def _load_model_dir(model_dir, variant, ablation):
         f"{model_dir} is a directory without {CONFIG_NAME}, so it is not a "
         "training model_dir; pass a model_dir written by lbam_tf.train or a "
         "weights file")
+  checkpoint = tf.train.latest_checkpoint(model_dir)
+  final_weights = os.path.join(model_dir, FINAL_WEIGHTS_NAME)
+  if checkpoint is None:
+    if os.path.exists(final_weights):
+      return _load_weights_h5(final_weights, variant, ablation)
+    raise ValueError(
+        f"model_dir {model_dir} has neither a TF checkpoint nor "
+        f"{FINAL_WEIGHTS_NAME}: has training written one yet?")
   config = read_config(config_path)
   generator = _build(
       _resolve(variant, config["variant"], "variant", config_path),
       _resolve(ablation, config["ablation"], "ablation", config_path))
-  checkpoint = tf.train.latest_checkpoint(model_dir)
-  if checkpoint is not None:
-    tf.train.Checkpoint(generator=generator).restore(
-        checkpoint).assert_existing_objects_matched().expect_partial()
-    return generator
-  final_weights = os.path.join(model_dir, FINAL_WEIGHTS_NAME)
-  if os.path.exists(final_weights):
-    generator.load_weights(final_weights)
-    return generator
-  raise ValueError(
-      f"model_dir {model_dir} has neither a TF checkpoint nor "
-      f"{FINAL_WEIGHTS_NAME}: has training written one yet?")
+  tf.train.Checkpoint(generator=generator).restore(
+      checkpoint).assert_existing_objects_matched().expect_partial()
+  return generator
+
+
+def _h5_arrays(path):
+  """{path inside the file: shape} of every array in a Keras weights file."""
+  arrays = {}
+  with h5py.File(path, "r") as f:
+    f.visititems(lambda name, obj: arrays.update({name: obj.shape})
+                 if isinstance(obj, h5py.Dataset) else None)
+  return arrays
 
 
 def _load_weights_h5(path, variant, ablation):
@@ -81,9 +90,22 @@ def _load_weights_h5(path, variant, ablation):
   stored = {"variant": None, "ablation": None}
   if os.path.exists(config_path):
     stored = read_config(config_path)
+  arrays = _h5_arrays(path)
+  if variant is None and stored["variant"] is None:
+    # Keras loads a weights file into any model whose layers it covers, so
+    # BatchNorm weights would be dropped silently by a "head" model.
+    has_batch_norm = any("/bn/" in name for name in arrays)
+    variant = "original_bn" if has_batch_norm else "head"
   generator = _build(
       _resolve(variant, stored["variant"], "variant", config_path),
       _resolve(ablation, stored["ablation"], "ablation", config_path))
+  expected = sorted(tuple(v.shape) for v in generator.weights)
+  if sorted(arrays.values()) != expected:
+    options = convert.generator_options(generator)
+    raise ValueError(
+        f"{path} holds {len(arrays)} arrays that do not fit the {options} "
+        f"generator ({len(expected)} weights): pass the variant and ablation "
+        f"it was trained with, or put its {CONFIG_NAME} beside it")
   generator.load_weights(path)
   return generator
 
@@ -103,8 +125,8 @@ def load_generator(path, variant=None, ablation=None):
   Args:
     path: what to load (see the module docstring).
     variant: "head" or "original_bn". For a `.weights.h5` file without a
-      config.json beside it this picks the architecture (default "head");
-      elsewhere it is checked against what the files say.
+      config.json beside it this picks the architecture (default: what the
+      file holds); elsewhere it is checked against what the files say.
     ablation: one of `generator.ABLATIONS`, handled like `variant`.
 
   Returns:

@@ -23,7 +23,8 @@ from lbam_tf import model_io
 # libraries (different conv algorithms and summation orders): measured max abs
 # differences are 4e-7 to 9e-7 with these weights (3e-6 with kernels scaled
 # up until a quarter of the outputs saturate), so 1e-5 leaves margin and
-# still catches any wrong layout, whose differences are O(0.1).
+# still catches a wrong layout, whose differences are orders of magnitude
+# larger.
 PARITY_TOLERANCE = 1e-5
 
 # Trainable parameter counts of the reference generator (lbam_state_dict.json).
