@@ -421,56 +421,59 @@ def counters(result):
 
 # The command line.
 
-flags.DEFINE_string("input_pattern", None,
-                    "Glob of image files, local or on any filesystem Beam reads "
-                    "(gs://, s3://, hdfs://); quote it. Keys are paths relative "
-                    "to the glob's folder. Or use --tfds_name.")
-flags.DEFINE_string("tfds_name", None,
-                    "TFDS dataset to read instead of --input_pattern, e.g. "
-                    "places365_small; it must already be downloaded into "
-                    "--tfds_data_dir.")
-flags.DEFINE_string("tfds_split", "train", "TFDS split to read, e.g. train or train[:10%].")
-flags.DEFINE_string("tfds_data_dir", None, "TFDS data_dir (default: TFDS's own, ~/tensorflow_datasets).")
-flags.DEFINE_string("tfds_image_key", "image", "Feature of the TFDS examples that holds the image.")
-flags.DEFINE_integer("tfds_readers", 8, "Parts the TFDS split is cut into, read in parallel.")
-flags.DEFINE_string("output_dir", None, "Where images/, masks/, manifest.json and rejected.jsonl go.")
-flags.DEFINE_integer("load_size", 350, "Images are resized so their short side is this many pixels.")
-flags.DEFINE_integer("crop_size", 256,
-                     "Side of the square crops and of the masks. Must be <= "
-                     "--load_size; training may crop smaller again.")
-flags.DEFINE_integer("crops_per_image", 1,
-                     "Random crops per image, placed by --seed and the image's key.")
-flags.DEFINE_integer("seed", 0, "Seed of crop positions and generated masks; same seed, same files.")
-flags.DEFINE_float("val_fraction", 0.1, "Share of source images in the val split (by hash of the key).")
-flags.DEFINE_float("test_fraction", 0.1, "Share of source images in the test split (by hash of the key).")
-flags.DEFINE_integer("num_shards", 4,
-                     "Files per split for images and for masks. A shard is "
-                     "assembled in one worker's memory: raise it for big data.")
-flags.DEFINE_enum("small_images", "upscale", SMALL_IMAGE_POLICIES,
-                  "Images with a side below --crop_size: upscale them, or "
-                  "reject them into rejected.jsonl.")
-flags.DEFINE_integer("max_pixels", 89_478_485,
-                     "Images (and masks) with more pixels than this are "
-                     "rejected as decompression bombs before decoding.")
-flags.DEFINE_integer("num_masks", 30000,
-                     "Masks to generate (0: none, e.g. with --mask_dir only). "
-                     "Use a few hundred for a demo.")
-flags.DEFINE_float("random_shape_fraction", 0.6,
-                   "Share of generated masks that are random-shape (brush "
-                   "strokes, boxes); the rest are PConv-style irregular.")
-flags.DEFINE_float("mask_test_fraction", 0.2,
-                   "Share of masks in the test split; generated test masks are "
-                   "rounded to equal counts in the six hole-ratio bins.")
-flags.DEFINE_string("mask_dir", None,
-                    "Folder (or glob) of existing mask files to ingest, e.g. "
-                    "NVIDIA's irregular masks; needs --mask_polarity.")
-flags.DEFINE_enum("mask_polarity", None, list(image_ops.POLARITIES),
-                  "Which colour marks holes in --mask_dir files: white or "
-                  "black (NVIDIA's zip: black). Required with --mask_dir.")
-flags.DEFINE_enum("mask_dir_split", "hash", MASK_DIR_SPLITS,
-                  "Split of ingested masks: by hash of the file key (with "
-                  "--mask_test_fraction), or all train, or all test.")
-flags.mark_flag_as_required("output_dir")
+def define_flags():
+  """Declares the command line; only when run as a program, so that importing
+  this module (tests, benchmarks) cannot clash with other modules' flags."""
+  flags.DEFINE_string("input_pattern", None,
+                      "Glob of image files, local or on any filesystem Beam reads "
+                      "(gs://, s3://, hdfs://); quote it. Keys are paths relative "
+                      "to the glob's folder. Or use --tfds_name.")
+  flags.DEFINE_string("tfds_name", None,
+                      "TFDS dataset to read instead of --input_pattern, e.g. "
+                      "places365_small; it must already be downloaded into "
+                      "--tfds_data_dir.")
+  flags.DEFINE_string("tfds_split", "train", "TFDS split to read, e.g. train or train[:10%].")
+  flags.DEFINE_string("tfds_data_dir", None, "TFDS data_dir (default: TFDS's own, ~/tensorflow_datasets).")
+  flags.DEFINE_string("tfds_image_key", "image", "Feature of the TFDS examples that holds the image.")
+  flags.DEFINE_integer("tfds_readers", 8, "Parts the TFDS split is cut into, read in parallel.")
+  flags.DEFINE_string("output_dir", None, "Where images/, masks/, manifest.json and rejected.jsonl go.")
+  flags.DEFINE_integer("load_size", 350, "Images are resized so their short side is this many pixels.")
+  flags.DEFINE_integer("crop_size", 256,
+                       "Side of the square crops and of the masks. Must be <= "
+                       "--load_size; training may crop smaller again.")
+  flags.DEFINE_integer("crops_per_image", 1,
+                       "Random crops per image, placed by --seed and the image's key.")
+  flags.DEFINE_integer("seed", 0, "Seed of crop positions and generated masks; same seed, same files.")
+  flags.DEFINE_float("val_fraction", 0.1, "Share of source images in the val split (by hash of the key).")
+  flags.DEFINE_float("test_fraction", 0.1, "Share of source images in the test split (by hash of the key).")
+  flags.DEFINE_integer("num_shards", 4,
+                       "Files per split for images and for masks. A shard is "
+                       "assembled in one worker's memory: raise it for big data.")
+  flags.DEFINE_enum("small_images", "upscale", SMALL_IMAGE_POLICIES,
+                    "Images with a side below --crop_size: upscale them, or "
+                    "reject them into rejected.jsonl.")
+  flags.DEFINE_integer("max_pixels", 89_478_485,
+                       "Images (and masks) with more pixels than this are "
+                       "rejected as decompression bombs before decoding.")
+  flags.DEFINE_integer("num_masks", 30000,
+                       "Masks to generate (0: none, e.g. with --mask_dir only). "
+                       "Use a few hundred for a demo.")
+  flags.DEFINE_float("random_shape_fraction", 0.6,
+                     "Share of generated masks that are random-shape (brush "
+                     "strokes, boxes); the rest are PConv-style irregular.")
+  flags.DEFINE_float("mask_test_fraction", 0.2,
+                     "Share of masks in the test split; generated test masks are "
+                     "rounded to equal counts in the six hole-ratio bins.")
+  flags.DEFINE_string("mask_dir", None,
+                      "Folder (or glob) of existing mask files to ingest, e.g. "
+                      "NVIDIA's irregular masks; needs --mask_polarity.")
+  flags.DEFINE_enum("mask_polarity", None, list(image_ops.POLARITIES),
+                    "Which colour marks holes in --mask_dir files: white or "
+                    "black (NVIDIA's zip: black). Required with --mask_dir.")
+  flags.DEFINE_enum("mask_dir_split", "hash", MASK_DIR_SPLITS,
+                    "Split of ingested masks: by hash of the file key (with "
+                    "--mask_test_fraction), or all train, or all test.")
+  flags.mark_flag_as_required("output_dir")
 
 FLAGS = flags.FLAGS
 
@@ -495,4 +498,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main, flags_parser=_parse)

@@ -355,3 +355,38 @@ def test_command_line_help_and_beam_options_pass_through(tmp_path):
   assert ran.returncode == 0, ran.stderr[-2000:]
   with open(os.path.join(out, "manifest.json")) as f:
     assert json.load(f)["counts"]["masks"] == {"train": 6, "test": 6}
+
+
+def test_tfds_source(tmp_path):
+  import tensorflow_datasets as tfds
+
+  class LbamTinyPhotos(tfds.core.GeneratorBasedBuilder):
+    """Four generated photos, prepared locally (no download)."""
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+      return tfds.core.DatasetInfo(
+          builder=self, features=tfds.features.FeaturesDict(
+              {"image": tfds.features.Image(shape=(None, None, 3))}))
+
+    def _split_generators(self, dl_manager):
+      return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+      for i in range(4):
+        yield i, {"image": _picture(70, 90, 10 + i)}
+
+  tfds_dir = str(tmp_path / "tfds")
+  LbamTinyPhotos(data_dir=tfds_dir).download_and_prepare()
+  out = str(tmp_path / "out")
+  preprocess.run(_config("unused", out, input_pattern=None, tfds_name="lbam_tiny_photos",
+                         tfds_data_dir=tfds_dir, tfds_readers=2, num_masks=0,
+                         val_fraction=0.0, test_fraction=0.0))
+  rows = _image_records(out)
+  assert len(rows) == 4 * CROPS
+  keys = {key for _, key, _, _ in rows}
+  assert len(keys) == 4 and all(key.startswith("lbam_tiny_photos") for key in keys)
+  # Each crop comes from one of the four pictures (PNG in TFDS: lossless).
+  references = [_resized(_picture(70, 90, 10 + i)).astype(np.float32) for i in range(4)]
+  for _, _, (y, x), crop in rows:
+    assert min(np.mean(np.abs(crop - r[y:y + CROP, x:x + CROP])) for r in references) < 2

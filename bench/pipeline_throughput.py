@@ -1,0 +1,175 @@
+r"""Throughput of the data pipeline: the Beam job with 1 and 2 workers, and the reader.
+
+Measures
+  - images/s and masks/s of `pipeline.preprocess` on the multi-processing
+    DirectRunner with each --workers count, and the scaling from the first to
+    the last count (wall time of the whole job, start-up included);
+  - images/s of `lbam_tf.data.make_dataset` (training mode: decode, crop,
+    flip, mask pairing) against the images/s one training step consumes. The
+    step is a generator forward + backward at --batch_size x --crop_size
+    (the full GAN step also runs the critic and VGG, so the real consumption is
+    lower and the printed ratio conservative), or --train_step_seconds.
+    The reader must outrun training by at least 10x.
+
+Images are the sample photos copied --copies times under distinct names.
+
+  python -m bench.pipeline_throughput            # full run (minutes; quiet machine)
+  python -m bench.pipeline_throughput --quick    # smoke run
+"""
+
+import os
+import shutil
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+import tqdm  # noqa: E402
+
+flags.DEFINE_string("images", "examples/images/*.jpg", "Glob of source photos to copy.")
+flags.DEFINE_integer("copies", 40, "Copies of each source photo (distinct keys, so distinct crops).")
+flags.DEFINE_integer("num_masks", 3000, "Masks the mask-only job draws.")
+flags.DEFINE_integer("crop_size", 256, "Crop and mask size of the job, the reader and the train step.")
+flags.DEFINE_integer("crops_per_image", 4, "Crops per source image in the job.")
+flags.DEFINE_list("workers", ["1", "2"], "DirectRunner worker counts to time (multi_processing).")
+flags.DEFINE_integer("batch_size", 8, "Batch size of the reader and of the timed train step.")
+flags.DEFINE_integer("reader_batches", 50, "Batches the reader is timed over (after warm-up).")
+flags.DEFINE_float("train_step_seconds", None,
+                   "Seconds per training step to compare against, e.g. from a "
+                   "train log; unset: time a generator forward+backward here.")
+flags.DEFINE_integer("train_steps", 3, "Generator steps timed (after one warm-up step).")
+flags.DEFINE_bool("quick", False,
+                  "Smoke run: 2 copies, 60 masks, 128 crops, batch 2, 10 reader "
+                  "batches, 1 train step.")
+FLAGS = flags.FLAGS
+
+
+def _copy_images(pattern, copies, folder):
+  import glob
+  sources = sorted(glob.glob(pattern))
+  if not sources:
+    raise app.UsageError(f"--images {pattern!r} matches no files")
+  for copy in range(copies):
+    for path in sources:
+      stem, ext = os.path.splitext(os.path.basename(path))
+      shutil.copy(path, os.path.join(folder, f"{stem}_{copy:04d}{ext}"))
+  return len(sources) * copies
+
+
+def _time_job(config, workers):
+  from pipeline import preprocess
+  args = [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
+  start = time.perf_counter()
+  preprocess.run(config, args)
+  return time.perf_counter() - start
+
+
+def _time_reader(data_dir, crop_size, batch_size, batches):
+  from lbam_tf import data
+  dataset = data.make_dataset(data_dir, "train", batch_size=batch_size,
+                              crop_size=crop_size, seed=0)
+  iterator = iter(dataset)
+  for _ in range(3):  # warm-up: graph tracing, file opening, prefetch fill
+    next(iterator)
+  start = time.perf_counter()
+  for _ in tqdm.trange(batches, desc="reader", leave=False):
+    next(iterator)
+  return batches * batch_size / (time.perf_counter() - start)
+
+
+def _time_train_step(crop_size, batch_size, steps):
+  import tensorflow as tf
+  from lbam_tf import generator as generator_lib
+  model = generator_lib.build_generator()
+  optimizer = tf.keras.optimizers.Adam(1e-4)
+  images = tf.random.uniform([batch_size, crop_size, crop_size, 3])
+  masks = tf.cast(tf.random.uniform([batch_size, crop_size, crop_size, 1]) > 0.3,
+                  tf.float32)
+
+  @tf.function
+  def step():
+    with tf.GradientTape() as tape:
+      output = model({"image": images * masks, "mask": masks}, training=True)
+      loss = tf.reduce_mean(tf.abs(output - images))
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    return loss
+
+  step()
+  start = time.perf_counter()
+  for _ in tqdm.trange(steps, desc="train step", leave=False):
+    step().numpy()
+  return (time.perf_counter() - start) / steps
+
+
+def main(argv):
+  del argv
+  from pipeline import preprocess
+  if FLAGS.quick:
+    copies, num_masks, crop, batch, batches, steps = 2, 60, 128, 2, 10, 1
+  else:
+    copies, num_masks, crop = FLAGS.copies, FLAGS.num_masks, FLAGS.crop_size
+    batch, batches, steps = FLAGS.batch_size, FLAGS.reader_batches, FLAGS.train_steps
+  workers = [int(w) for w in FLAGS.workers]
+  root = tempfile.mkdtemp(prefix="pipeline_bench_")
+  try:
+    folder = os.path.join(root, "images")
+    os.makedirs(folder)
+    num_images = _copy_images(FLAGS.images, copies, folder)
+    load = max(crop, int(round(crop * 350 / 256)))
+
+    rates = {}
+    for count in workers:
+      image_config = preprocess.Config(
+          output_dir=os.path.join(root, f"images_{count}"),
+          input_pattern=os.path.join(folder, "*"), load_size=load, crop_size=crop,
+          crops_per_image=FLAGS.crops_per_image, num_masks=0, num_shards=4)
+      mask_config = preprocess.Config(
+          output_dir=os.path.join(root, f"masks_{count}"), crop_size=crop,
+          load_size=load, num_masks=num_masks, num_shards=4)
+      # A six-mask job: start-up and teardown (worker processes, imports).
+      empty_config = preprocess.Config(
+          output_dir=os.path.join(root, f"empty_{count}"), crop_size=crop,
+          load_size=load, num_masks=6, mask_test_fraction=0.5, num_shards=4)
+      overhead = _time_job(empty_config, count)
+      image_seconds = _time_job(image_config, count)
+      mask_seconds = _time_job(mask_config, count)
+      rates[count] = (num_images / image_seconds, num_masks / mask_seconds,
+                      num_images / max(image_seconds - overhead, 1e-3),
+                      num_masks / max(mask_seconds - overhead, 1e-3))
+      print(f"job, {count} worker(s), {crop}px: {rates[count][0]:.1f} images/s "
+            f"({num_images} images x {FLAGS.crops_per_image} crops in "
+            f"{image_seconds:.1f} s), {rates[count][1]:.1f} masks/s ({num_masks} "
+            f"masks in {mask_seconds:.1f} s); without the {overhead:.1f} s "
+            f"start-up: {rates[count][2]:.1f} images/s, {rates[count][3]:.1f} masks/s")
+    first, last = workers[0], workers[-1]
+    if first != last:
+      scale = [rates[last][i] / rates[first][i] for i in range(4)]
+      print(f"scaling {first} -> {last} workers: images x{scale[0]:.2f}, masks "
+            f"x{scale[1]:.2f} (wall); without start-up: images x{scale[2]:.2f}, "
+            f"masks x{scale[3]:.2f}")
+
+    # The reader over the first run's images plus a mask set.
+    data_dir = os.path.join(root, f"images_{first}")
+    os.replace(os.path.join(root, f"masks_{first}", "masks"),
+               os.path.join(data_dir, "masks"))
+    reader_rate = _time_reader(data_dir, crop, batch, batches)
+    print(f"reader: {reader_rate:.1f} images/s (batch {batch}, {crop}px, training mode)")
+    if FLAGS.train_step_seconds:
+      step_seconds, origin = FLAGS.train_step_seconds, "--train_step_seconds"
+    else:
+      step_seconds = _time_train_step(crop, batch, steps)
+      origin = "generator forward+backward measured here"
+    train_rate = batch / step_seconds
+    print(f"training consumes {train_rate:.2f} images/s ({step_seconds:.3f} s/step, "
+          f"batch {batch}; {origin})")
+    ratio = reader_rate / train_rate
+    verdict = "meets" if ratio >= 10 else "MISSES"
+    print(f"reader / training = {ratio:.1f}x ({verdict} the >= 10x requirement)")
+  finally:
+    shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+  app.run(main)
