@@ -668,8 +668,8 @@ def run(model_paths, output_dir, *, data_dir=None, split="test", image_dir=None,
   if empty:
     notes.append(f"No masks, hence no images, in bins {', '.join(empty)}.")
   if len(pairs) < 30 * (len(metrics.HOLE_RATIO_EDGES) - 1):
-    notes.append(f"Only {len(pairs)} pairs: per-bin means of so few images vary by tenths of "
-                 "a dB with the seed; compare methods within this table, not across runs.")
+    notes.append(f"Only {len(pairs)} pairs (fewer than 30 per bin): per-bin means of so few "
+                 "images change with the seed; compare methods within this table, not across runs.")
   write_results(output_dir, table, pairs, scores, examples, models, data,
                 flag_values, seconds, fid, notes)
   with open(os.path.join(output_dir, "results.json")) as f:
