@@ -87,6 +87,13 @@ def _text(value):
   return _bytes(value.encode("utf-8"))
 
 
+def _serialize(features):
+  # Deterministic: protobuf map order otherwise varies between processes, and
+  # the Beam job promises byte-identical files from any number of workers.
+  example = tf.train.Example(features=tf.train.Features(feature=features))
+  return example.SerializeToString(deterministic=True)
+
+
 def image_example(image, key, offset=(0, 0)):
   """Serialized tf.train.Example of one uint8 HxWx3 crop."""
   image = np.asarray(image)
@@ -98,8 +105,7 @@ def image_example(image, key, offset=(0, 0)):
       "offset": tf.train.Feature(
           int64_list=tf.train.Int64List(value=[int(v) for v in offset])),
   }
-  return tf.train.Example(
-      features=tf.train.Features(feature=features)).SerializeToString()
+  return _serialize(features)
 
 
 def mask_example(mask, source):
@@ -114,8 +120,7 @@ def mask_example(mask, source):
           float_list=tf.train.FloatList(value=[hole_ratio])),
       "source": _text(source),
   }
-  return tf.train.Example(
-      features=tf.train.Features(feature=features)).SerializeToString()
+  return _serialize(features)
 
 
 def shard_name(kind, split, shard, num_shards):

@@ -355,6 +355,14 @@ def test_command_line_help_and_beam_options_pass_through(tmp_path):
   assert ran.returncode == 0, ran.stderr[-2000:]
   with open(os.path.join(out, "manifest.json")) as f:
     assert json.load(f)["counts"]["masks"] == {"train": 6, "test": 6}
+  # The same job in this process writes the same bytes as the other process.
+  here = str(tmp_path / "here")
+  preprocess.run(preprocess.Config(output_dir=here, num_masks=12, crop_size=32,
+                                   load_size=32, num_shards=1, mask_test_fraction=0.5))
+  for split in data.MASK_SPLITS:
+    name = data.shard_name("masks", split, 0, 1)
+    with open(os.path.join(out, name), "rb") as a, open(os.path.join(here, name), "rb") as b:
+      assert a.read() == b.read()
 
 
 def test_tfds_source(tmp_path):
