@@ -1,0 +1,222 @@
+"""The LBAM GAN as a `keras.Model` whose `train_step` runs WGAN-GP.
+
+One `train_step` is the reference's schedule: `critic_steps` critic updates
+(default 1), then one generator update, on the same batch. The generator runs
+forward once per step; the critic sees its output with the gradient stopped,
+and the generator's adversarial term sees the critic after its update, as in
+the reference.
+
+Work the reference wastes and this step does not: the ground truth's VGG
+features and Gram matrices are computed once, outside any gradient tape; the
+output and the composite go through VGG in one batched call; the critic scores
+real and fake images in one batched call; the critic's part of the step is not
+recorded on the generator's tape.
+
+Distribution: every loss is summed per example and divided by the *global*
+batch (`losses.scale_to_global_batch`); the optimizers all-reduce (sum) the
+gradients, so N replicas take the same step as one device. The gradient
+penalty's U(0, 1) weights are drawn statelessly from (seed, step) for the
+whole global batch and sliced per replica, so they too do not depend on the
+number of replicas. Logged values are all-reduced, so they are global-batch
+means.
+
+Example:
+
+  with strategy.scope():
+    gan = LbamGan(build_generator(), build_critic(),
+                  vgg.build_feature_extractor("imagenet"),
+                  losses.PRESETS["reference"], global_batch_size=48)
+    gan.compile(make_generator_optimizer(), make_critic_optimizer())
+    gan.build_optimizers()
+  gan.fit(dataset_of_image_mask_dicts, steps_per_epoch=100, epochs=10)
+"""
+
+import math
+
+import keras
+import tensorflow as tf
+
+from lbam_tf import image_ops
+from lbam_tf import losses
+
+#: Logged values, in the order the progress bar shows them. Loss terms are
+#: unweighted global-batch means; "generator_loss" and "critic_loss" are the
+#: weighted totals that are minimised; "wasserstein" is E[D(real)] - E[D(fake)]
+#: at the last critic step, the critic's estimate of the distance.
+LOG_NAMES = ("generator_loss", "hole", "valid", "perceptual", "style",
+             "adversarial", "critic_loss", "gradient_penalty", "wasserstein")
+
+
+def make_optimizer(learning_rate, beta_1, beta_2, mixed_float16=False, name=None):
+  """Adam; wrapped in dynamic loss scaling under mixed_float16."""
+  optimizer = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1,
+                                    beta_2=beta_2, name=name)
+  if mixed_float16:
+    optimizer = keras.optimizers.LossScaleOptimizer(optimizer, name=name)
+  return optimizer
+
+
+def check_finite(logs, step):
+  """Raises FloatingPointError naming the first non-finite logged term.
+
+  Args:
+    logs: dict of logged values (Keras logs of a `LbamGan`).
+    step: the training step that produced them.
+  """
+  for name in LOG_NAMES:
+    if name in logs and not math.isfinite(float(logs[name])):
+      raise FloatingPointError(
+          f"loss term {name!r} is {float(logs[name])} at step {step}: lower the "
+          f"learning rates or that term's weight, or turn mixed precision off")
+
+
+class LbamGan(keras.Model):
+  """Generator, critic and the frozen VGG, trained by `fit` with WGAN-GP.
+
+  Args:
+    generator: from `lbam_tf.generator.build_generator`.
+    critic: from `lbam_tf.critic.build_critic` (linear [B] scores).
+    feature_extractor: from `lbam_tf.vgg.build_feature_extractor` (frozen).
+    loss_weights: a `losses.LossWeights`.
+    global_batch_size: examples per step over all replicas; losses are divided
+      by it.
+    critic_steps: critic updates per generator update.
+    seed: seeds the gradient penalty's interpolation weights.
+    **kwargs: `keras.Model` arguments (name).
+
+  Call arguments:
+    inputs: {"image": [B, H, W, 3], "mask": [B, H, W, 1]}; returns the
+      generator's output.
+
+  The dataset given to `fit` yields {"image", "mask"} dicts (lbam_tf.data).
+  """
+
+  def __init__(self, generator, critic, feature_extractor, loss_weights,
+               global_batch_size, critic_steps=1, seed=0, **kwargs):
+    super().__init__(**kwargs)
+    if critic_steps < 1:
+      raise ValueError(f"critic_steps={critic_steps}: the critic needs at "
+                       "least one update per generator update")
+    if global_batch_size < 1:
+      raise ValueError(f"global_batch_size={global_batch_size} must be >= 1")
+    self.generator = generator
+    self.critic = critic
+    self.feature_extractor = feature_extractor
+    self.loss_weights = loss_weights
+    self.global_batch_size = int(global_batch_size)
+    self.critic_steps = int(critic_steps)
+    self.seed = int(seed)
+    # Counts generator updates; checkpointed so a resumed run knows where it
+    # is. Only the first replica's increment counts.
+    self.step = tf.Variable(
+        0, dtype=tf.int64, trainable=False, name="step",
+        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    self.trackers = {name: keras.metrics.Mean(name=name) for name in LOG_NAMES}
+    self.generator_optimizer = None
+    self.critic_optimizer = None
+    self.built = True
+
+  @property
+  def metrics(self):
+    return list(self.trackers.values())
+
+  def compile(self, generator_optimizer, critic_optimizer, jit_compile=False):
+    """Sets the two optimizers; Keras' single optimizer stays unused (None)."""
+    super().compile(optimizer=None, jit_compile=jit_compile)
+    self.generator_optimizer = generator_optimizer
+    self.critic_optimizer = critic_optimizer
+
+  def build_optimizers(self):
+    """Creates the optimizers' slots; call inside strategy.scope() before fit."""
+    self.generator_optimizer.build(self.generator.trainable_variables)
+    self.critic_optimizer.build(self.critic.trainable_variables)
+
+  def call(self, inputs, training=False):
+    return self.generator(inputs, training=training)
+
+  def _interpolation_weights(self, local_batch, critic_step):
+    """U(0, 1) per example of the global batch, this replica's slice."""
+    context = tf.distribute.get_replica_context()
+    replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
+    seed = tf.stack([tf.cast(self.seed, tf.int64),
+                     self.step * self.critic_steps + critic_step])
+    weights = tf.random.stateless_uniform([self.global_batch_size], seed=seed)
+    start = replica * local_batch
+    return tf.reshape(weights[start:start + local_batch], [-1, 1, 1, 1])
+
+  def _critic_update(self, image, fake, mask, critic_step):
+    weights = self.loss_weights
+    with tf.GradientTape() as tape:
+      real_scores, fake_scores = losses.critic_scores(self.critic, image, fake,
+                                                      mask)
+      epsilon = self._interpolation_weights(tf.shape(image)[0], critic_step)
+      penalty = losses.gradient_penalty(self.critic, image, fake, mask,
+                                        epsilon)
+      per_example = losses.critic_loss(real_scores, fake_scores, penalty,
+                                       weights.gradient_penalty)
+      loss = losses.scale_to_global_batch(per_example, self.global_batch_size)
+      scaled = self.critic_optimizer.scale_loss(loss)
+    variables = self.critic.trainable_variables
+    self.critic_optimizer.apply_gradients(
+        zip(tape.gradient(scaled, variables), variables))
+    share = lambda x: losses.scale_to_global_batch(x, self.global_batch_size)
+    return {"critic_loss": loss, "gradient_penalty": share(penalty),
+            "wasserstein": share(real_scores - fake_scores)}
+
+  def train_step(self, data):
+    image = tf.cast(data["image"], tf.float32)
+    mask = tf.cast(data["mask"], tf.float32)
+    weights = self.loss_weights
+    share = lambda x: losses.scale_to_global_batch(x, self.global_batch_size)
+
+    target_features = self.feature_extractor(image, training=False)
+    target_grams = [losses.gram_matrix(f) for f in target_features]
+
+    with tf.GradientTape() as tape:
+      output = self.generator({"image": image, "mask": mask}, training=True)
+      output = tf.cast(output, tf.float32)
+      composite = image_ops.composite(output, image, mask)
+
+      with tape.stop_recording():
+        fake = tf.stop_gradient(output)
+        for critic_step in range(self.critic_steps):
+          critic_logs = self._critic_update(image, fake, mask, critic_step)
+
+      hole, valid = losses.hole_valid_l1(output, image, mask)
+      # Output and composite through VGG in one call, then split.
+      both = self.feature_extractor(tf.concat([output, composite], axis=0),
+                                    training=False)
+      batch = tf.shape(image)[0]
+      output_features = [f[:batch] for f in both]
+      composite_features = [f[batch:] for f in both]
+      perceptual = (
+          losses.perceptual_loss(output_features, target_features,
+                                 weights.perceptual_norm)
+          + losses.perceptual_loss(composite_features, target_features,
+                                   weights.perceptual_norm))
+      style = (losses.style_loss(output_features, target_grams)
+               + losses.style_loss(composite_features, target_grams))
+      fake_scores = tf.reshape(tf.cast(
+          self.critic({"image": output, "mask": mask}, training=True),
+          tf.float32), [-1])
+      adversarial = losses.generator_adversarial_loss(fake_scores)
+      per_example = (weights.hole * hole + weights.valid * valid
+                     + weights.perceptual * perceptual + weights.style * style
+                     + weights.adversarial * adversarial)
+      loss = share(per_example)
+      scaled = self.generator_optimizer.scale_loss(loss)
+    variables = self.generator.trainable_variables
+    self.generator_optimizer.apply_gradients(
+        zip(tape.gradient(scaled, variables), variables))
+    self.step.assign_add(1)
+
+    logs = {"generator_loss": loss, "hole": share(hole), "valid": share(valid),
+            "perceptual": share(perceptual), "style": share(style),
+            "adversarial": share(adversarial), **critic_logs}
+    # Each replica holds its share of the global mean; the sum is the mean.
+    context = tf.distribute.get_replica_context()
+    names = list(LOG_NAMES)
+    totals = context.all_reduce("sum", tf.stack([logs[n] for n in names]))
+    for index, name in enumerate(names):
+      self.trackers[name].update_state(totals[index])
+    return {name: tracker.result() for name, tracker in self.trackers.items()}
