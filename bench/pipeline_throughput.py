@@ -28,9 +28,11 @@ from absl import app, flags  # noqa: E402
 import tqdm  # noqa: E402
 
 flags.DEFINE_string("images", "examples/images/*.jpg", "Glob of source photos to copy.")
-flags.DEFINE_integer("copies", 40, "Copies of each source photo (distinct keys, so distinct crops).")
+flags.DEFINE_integer("copies", 40,
+                     "Copies of each source photo (distinct keys, so distinct crops).")
 flags.DEFINE_integer("num_masks", 3000, "Masks the mask-only job draws.")
-flags.DEFINE_integer("crop_size", 256, "Crop and mask size of the job, the reader and the train step.")
+flags.DEFINE_integer("crop_size", 256,
+                     "Crop and mask size of the job, the reader and the train step.")
 flags.DEFINE_integer("crops_per_image", 4, "Crops per source image in the job.")
 flags.DEFINE_list("workers", ["1", "2"], "DirectRunner worker counts to time (multi_processing).")
 flags.DEFINE_integer("batch_size", 8, "Batch size of the reader and of the timed train step.")

@@ -433,19 +433,26 @@ def define_flags():
                       "places365_small; it must already be downloaded into "
                       "--tfds_data_dir.")
   flags.DEFINE_string("tfds_split", "train", "TFDS split to read, e.g. train or train[:10%].")
-  flags.DEFINE_string("tfds_data_dir", None, "TFDS data_dir (default: TFDS's own, ~/tensorflow_datasets).")
-  flags.DEFINE_string("tfds_image_key", "image", "Feature of the TFDS examples that holds the image.")
+  flags.DEFINE_string("tfds_data_dir", None,
+                      "TFDS data_dir (default: TFDS's own, ~/tensorflow_datasets).")
+  flags.DEFINE_string("tfds_image_key", "image",
+                      "Feature of the TFDS examples that holds the image.")
   flags.DEFINE_integer("tfds_readers", 8, "Parts the TFDS split is cut into, read in parallel.")
-  flags.DEFINE_string("output_dir", None, "Where images/, masks/, manifest.json and rejected.jsonl go.")
-  flags.DEFINE_integer("load_size", 350, "Images are resized so their short side is this many pixels.")
+  flags.DEFINE_string("output_dir", None,
+                      "Where images/, masks/, manifest.json and rejected.jsonl go.")
+  flags.DEFINE_integer("load_size", 350,
+                       "Images are resized so their short side is this many pixels.")
   flags.DEFINE_integer("crop_size", 256,
                        "Side of the square crops and of the masks. Must be <= "
                        "--load_size; training may crop smaller again.")
   flags.DEFINE_integer("crops_per_image", 1,
                        "Random crops per image, placed by --seed and the image's key.")
-  flags.DEFINE_integer("seed", 0, "Seed of crop positions and generated masks; same seed, same files.")
-  flags.DEFINE_float("val_fraction", 0.1, "Share of source images in the val split (by hash of the key).")
-  flags.DEFINE_float("test_fraction", 0.1, "Share of source images in the test split (by hash of the key).")
+  flags.DEFINE_integer("seed", 0,
+                       "Seed of crop positions and generated masks; same seed, same files.")
+  flags.DEFINE_float("val_fraction", 0.1,
+                     "Share of source images in the val split (by hash of the key).")
+  flags.DEFINE_float("test_fraction", 0.1,
+                     "Share of source images in the test split (by hash of the key).")
   flags.DEFINE_integer("num_shards", 4,
                        "Files per split for images and for masks. A shard is "
                        "assembled in one worker's memory: raise it for big data.")
