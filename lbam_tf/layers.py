@@ -7,9 +7,10 @@ Every convolution follows PyTorch's `Conv2d(kernel 4, stride 2, padding 1)`:
 one row and column of zeros on every side, then a VALID convolution. TF's
 "SAME" is the same thing for a 4x4 kernel on even sizes but not for the 3x3
 mask filters of the `mask3x3` ablation (it pads 0 before and 1 after), so the
-padding is always given explicitly. Transposed convolutions follow
+zeros are added by `tf.pad`. Transposed convolutions follow
 `ConvTranspose2d(kernel 4, stride 2, padding 1)`: output exactly twice the
-input, the gradient of the convolution above.
+input, the gradient of the convolution above; for their one kernel size, 4,
+that is TF's "SAME".
 
 Weight layouts (Keras, channels last):
   convolution kernels `kernel`, `mask_kernel`: (kh, kw, in, out), PyTorch's
@@ -48,20 +49,33 @@ def _normal_init():
 
 
 def conv_stride2(inputs, kernel):
-  """PyTorch `conv2d(stride=2, padding=1)` with a (kh, kw, in, out) kernel."""
-  return tf.nn.conv2d(inputs, kernel, strides=2, padding=_TORCH_PADDING)
+  """PyTorch `conv2d(stride=2, padding=1)` with a (kh, kw, in, out) kernel.
+
+  `tf.pad` then VALID rather than Conv2D's explicit padding: same values,
+  and on the oneDNN CPU build about 1.5x faster per convolution.
+  """
+  return tf.nn.conv2d(tf.pad(inputs, _TORCH_PADDING), kernel, strides=2,
+                      padding="VALID")
 
 
 def conv_transpose_stride2(inputs, kernel):
   """PyTorch `conv_transpose2d(stride=2, padding=1)`, kernel (kh, kw, out, in).
 
-  For kernel 4 the output is exactly twice the input: (H - 1) * 2 + 4 - 2.
+  For kernel 4 the output is exactly twice the input: (H - 1) * 2 + 4 - 2,
+  and TF's "SAME" crops the same row and column on each side as padding=1.
+  "SAME" rather than explicit padding because oneDNN has kernels for it but
+  not for explicit padding: 2.5x faster in float32, and 300x in bfloat16,
+  where explicit padding falls back to a slow generic kernel.
   """
+  if kernel.shape[0] != 4 or kernel.shape[1] != 4:
+    raise ValueError(
+        f"conv_transpose_stride2 kernel {tuple(kernel.shape)} is not 4x4: "
+        f"'SAME' matches PyTorch's padding=1 only for kernel 4")
   shape = tf.shape(inputs)
   output_shape = tf.stack(
       [shape[0], 2 * shape[1], 2 * shape[2], kernel.shape[2]])
   return tf.nn.conv2d_transpose(
-      inputs, kernel, output_shape, strides=2, padding=_TORCH_PADDING)
+      inputs, kernel, output_shape, strides=2, padding="SAME")
 
 
 class _Clip(keras.constraints.Constraint):
