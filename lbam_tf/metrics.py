@@ -162,11 +162,20 @@ def frechet_distance(features_a, features_b):
     raise ValueError(
         f"frechet_distance needs two [N, D] feature sets with N >= 2 and the same D, got "
         f"shapes {a.shape} and {b.shape}")
-  cov_a = np.cov(a, rowvar=False)
-  cov_b = np.cov(b, rowvar=False)
-  # C_a C_b has the eigenvalues of the PSD matrix C_a^(1/2) C_b C_a^(1/2): real
-  # and >= 0 up to round-off, so the trace of its square root is a sum of roots.
-  eigenvalues = np.linalg.eigvals(cov_a @ cov_b).real
-  trace_sqrt = np.sqrt(np.clip(eigenvalues, 0.0, None)).sum()
-  return float(np.sum(np.square(a.mean(0) - b.mean(0))) + np.trace(cov_a) + np.trace(cov_b)
+  # C_a = X_a^T X_a and C_b = X_b^T X_b with these centred, scaled samples.
+  x_a = (a - a.mean(0)) / np.sqrt(len(a) - 1)
+  x_b = (b - b.mean(0)) / np.sqrt(len(b) - 1)
+  if min(len(a), len(b)) < a.shape[1]:
+    # The nonzero eigenvalues of C_a C_b are those of (X_a X_b^T)(X_a X_b^T)^T,
+    # so tr (C_a C_b)^(1/2) is the sum of singular values of the N x M matrix
+    # X_a X_b^T: cheap when N, M are below D (2048 for Inception).
+    trace_sqrt = np.linalg.svd(x_a @ x_b.T, compute_uv=False).sum()
+  else:
+    # tr (C_a^(1/2) C_b C_a^(1/2))^(1/2) with symmetric eigensolvers (no scipy).
+    cov_a, cov_b = x_a.T @ x_a, x_b.T @ x_b
+    values, vectors = np.linalg.eigh(cov_a)
+    root_a = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+    inner = root_a @ cov_b @ root_a
+    trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0.0, None)).sum()
+  return float(np.sum(np.square(a.mean(0) - b.mean(0))) + np.sum(x_a ** 2) + np.sum(x_b ** 2)
                - 2.0 * trace_sqrt)

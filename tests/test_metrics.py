@@ -129,20 +129,28 @@ def test_frechet_distance_of_diagonal_gaussians_by_hand():
   assert metrics.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
 
 
-def test_frechet_distance_matches_symmetric_square_root():
-  rng = np.random.default_rng(5)
-  a = rng.normal(size=(200, 6)) @ rng.normal(size=(6, 6))
-  b = rng.normal(size=(150, 6)) @ rng.normal(size=(6, 6)) + 0.5
+def _sqrtm_psd(m):
+  values, vectors = np.linalg.eigh(m)
+  return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+
+
+def _frechet_by_sqrtm(a, b):
+  """The textbook formula with matrix square roots: sqrtm(C_a C_b) = sqrtm of a similar PSD matrix."""
   cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+  root_a = _sqrtm_psd(cov_a)
+  cross = np.trace(_sqrtm_psd(root_a @ cov_b @ root_a))
+  return (np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * cross)
 
-  def sqrtm_psd(m):
-    values, vectors = np.linalg.eigh(m)
-    return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
 
-  root_a = sqrtm_psd(cov_a)
-  cross = np.trace(sqrtm_psd(root_a @ cov_b @ root_a))
-  expected = (np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(cov_a) + np.trace(cov_b)
-              - 2 * cross)
-  assert metrics.frechet_distance(a, b) == pytest.approx(expected, rel=1e-9)
+@pytest.mark.parametrize("n_a, n_b, dims", [(200, 150, 6), (10, 12, 40)])
+def test_frechet_distance_matches_matrix_square_roots(n_a, n_b, dims):
+  # More samples than dimensions, and fewer (as FID on a small run).
+  rng = np.random.default_rng(5)
+  a = rng.normal(size=(n_a, dims)) @ rng.normal(size=(dims, dims))
+  b = rng.normal(size=(n_b, dims)) @ rng.normal(size=(dims, dims)) + 0.5
+  assert metrics.frechet_distance(a, b) == pytest.approx(_frechet_by_sqrtm(a, b), rel=1e-6)
+
+
+def test_frechet_distance_rejects_single_samples():
   with pytest.raises(ValueError, match="N >= 2"):
-    metrics.frechet_distance(a[:1], b)
+    metrics.frechet_distance(np.zeros((1, 3)), np.zeros((4, 3)))
