@@ -33,52 +33,9 @@ REFERENCE_PARAMETERS = {"head": 68_304_948, "original_bn": 68_317_748}
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _random_reference_weights(names_and_shapes, seed):
-  """Random weights under reference names, as a trained checkpoint might hold.
-
-  Kernels are scaled so activations neither vanish nor saturate tanh; g_A
-  parameters are drawn across and beyond their clamp ranges, so loaded values
-  outside the ranges are exercised; BatchNorm gets non-trivial running stats.
-  """
-  rng = np.random.default_rng(seed)
-  weights = {}
-  for name, shape in names_and_shapes:
-    leaf = name.rsplit(".", 1)[1]
-    if len(shape) == 4:
-      module = name.split(".", 1)[0]
-      # Conv (out, in, kh, kw): fan-in in * 16; transposed conv (in, out, kh,
-      # kw): each output sums in * 4 taps.
-      fan_in = shape[0] * 4 if module.startswith("dc") else shape[1] * 16
-      value = rng.normal(0.0, 0.75 / np.sqrt(fan_in), shape)
-    elif leaf == "num_batches_tracked":
-      weights[name] = np.array(rng.integers(0, 1000), np.int64)
-      continue
-    elif leaf == "a":
-      value = rng.uniform(0.0, 7.0)  # clamp range [1.01, 6]
-    elif leaf == "mu":
-      value = rng.uniform(-1.0, 4.0)  # [0.1, 3]
-    elif leaf in ("sigma1", "sigma2"):
-      value = rng.uniform(-0.5, 3.0)  # [0.5, 2]
-    elif leaf == "running_var":
-      value = rng.uniform(0.5, 2.0, shape)
-    elif leaf == "weight":  # BatchNorm scale
-      value = rng.uniform(0.5, 1.5, shape)
-    else:  # BatchNorm bias and running mean
-      value = rng.normal(0.0, 0.1, shape)
-    weights[name] = np.asarray(value, np.float32)
-  return weights
-
-
-def _reference_names_and_shapes(variant):
-  state = torch_reference.Generator(variant).state_dict()
-  return [(name, tuple(tensor.shape)) for name, tensor in state.items()]
-
-
 def _torch_model(weights, variant):
-  model = torch_reference.Generator(variant).eval()
-  model.load_state_dict({k: torch.from_numpy(np.asarray(v))
-                         for k, v in weights.items()}, strict=True)
-  return model
+  return torch_reference.load_numpy_state_dict(
+      torch_reference.Generator(variant).eval(), weights)
 
 
 def _torch_output(model, image, mask):
@@ -102,8 +59,8 @@ def _inputs(batch, height, width, seed=0):
 def converted(request):
   """(variant, reference weights, torch model, Keras generator), built once."""
   variant = request.param
-  weights = _random_reference_weights(_reference_names_and_shapes(variant),
-                                      seed=len(variant))
+  weights = torch_reference.random_state_dict(
+      torch_reference.Generator(variant), seed=len(variant))
   generator = convert.generator_from_torch_state_dict(weights)
   return variant, weights, _torch_model(weights, variant), generator
 
@@ -116,7 +73,7 @@ def test_outputs_match_the_pytorch_reference(converted, batch, height, width):
                                                   "ablation": "none"}
   clamped = [name for name, value in weights.items()
              if name.endswith(".a") and not 1.01 <= value <= 6.0]
-  assert clamped, "the weights should hold g_A values outside the clamp range"
+  assert clamped, "random_state_dict should draw g_A values outside the clamp"
   image, mask = _inputs(batch, height, width)
   want = _torch_output(torch_model, image, mask)
   got = generator({"image": image, "mask": mask}, training=False).numpy()
@@ -184,7 +141,7 @@ def test_a_real_pth_file_loads_like_torch(converted, tmp_path):
 
 
 def test_key_errors_name_every_bad_key_with_expected_shapes():
-  weights = _random_reference_weights(_reference_names_and_shapes("head"), 0)
+  weights = torch_reference.random_state_dict(torch_reference.Generator())
   weights["ec1.conv.extra.weight"] = np.zeros((2, 2), np.float32)
   del weights["dc3.conv.weight"]
   # A Keras-layout kernel where the PyTorch layout belongs.
@@ -200,11 +157,9 @@ def test_key_errors_name_every_bad_key_with_expected_shapes():
 
 
 def test_a_discriminator_state_dict_is_refused():
-  names = [(name, tuple(t.shape))
-           for name, t in torch_reference.Discriminator().state_dict().items()]
+  weights = torch_reference.random_state_dict(torch_reference.Discriminator())
   with pytest.raises(ValueError, match="unknown keys: fusionLayer.0.bias"):
-    convert.generator_from_torch_state_dict(
-        _random_reference_weights(names, 0))
+    convert.generator_from_torch_state_dict(weights)
 
 
 def test_load_state_dict_file_refuses_other_files(tmp_path):

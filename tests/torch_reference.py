@@ -15,6 +15,7 @@ Example:
     output = generator(image, mask)  # NCHW, image in [0, 1], mask 1 = known
 """
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -194,6 +195,61 @@ class Generator(nn.Module):
       features = getattr(self, f"dc{k}")(skips[level], features, attention)
     out = torch.tanh(self.dc7(features))
     return torch.abs(out) if self.variant == "original_bn" else (out + 1.0) / 2.0
+
+
+def random_state_dict(module, seed=0):
+  """Random weights under `module.state_dict()`'s names, as numpy arrays.
+
+  Scaled like a trained model rather than like the N(0, 0.02) initialisation,
+  whose activations shrink towards zero layer by layer: kernels get variance
+  0.75^2 / fan_in, so outputs neither vanish nor saturate tanh (and neither
+  library meets denormals). g_A scalars are drawn across and beyond their
+  clamp ranges, so loaded values outside the ranges are exercised; BatchNorm
+  gets non-trivial running statistics.
+
+  Args:
+    module: a `Generator` or `Discriminator` (only names and shapes are read).
+    seed: numpy random seed.
+
+  Returns:
+    dict of name -> numpy array (float32; int64 for num_batches_tracked).
+  """
+  rng = np.random.default_rng(seed)
+  weights = {}
+  for name, tensor in module.state_dict().items():
+    shape = tuple(tensor.shape)
+    leaf = name.rsplit(".", 1)[1]
+    if len(shape) == 4:
+      # Conv (out, in, kh, kw): fan-in in * kh * kw; transposed conv (in, out,
+      # kh, kw) with stride 2: each output sums in * kh * kw / 4 taps.
+      transposed = name.startswith("dc")
+      fan_in = shape[0] * 4 if transposed else shape[1] * shape[2] * shape[3]
+      value = rng.normal(0.0, 0.75 / np.sqrt(fan_in), shape)
+    elif leaf == "num_batches_tracked":
+      weights[name] = np.array(rng.integers(0, 1000), np.int64)
+      continue
+    elif leaf == "a":
+      value = rng.uniform(0.0, 7.0)  # clamp range [1.01, 6]
+    elif leaf == "mu":
+      value = rng.uniform(-1.0, 4.0)  # [0.1, 3]
+    elif leaf in ("sigma1", "sigma2"):
+      value = rng.uniform(-0.5, 3.0)  # [0.5, 2]
+    elif leaf == "running_var":
+      value = rng.uniform(0.5, 2.0, shape)
+    elif leaf == "weight":  # BatchNorm scale
+      value = rng.uniform(0.5, 1.5, shape)
+    else:  # biases, BatchNorm running means
+      value = rng.normal(0.0, 0.1, shape)
+    weights[name] = np.asarray(value, np.float32)
+  return weights
+
+
+def load_numpy_state_dict(module, weights):
+  """Loads a dict of numpy arrays into `module` (strict) and returns it."""
+  module.load_state_dict(
+      {name: torch.from_numpy(np.asarray(value))
+       for name, value in weights.items()}, strict=True)
+  return module
 
 
 def _critic_column():
