@@ -28,7 +28,6 @@ import dataclasses
 import json
 import logging
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

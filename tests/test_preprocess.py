@@ -37,10 +37,6 @@ def _picture(height, width, seed):
   return picture.astype(np.uint8)
 
 
-def _save(image, path, fmt, **kwargs):
-  image.save(path, fmt, **kwargs)
-
-
 def _good_files(folder):
   """Writes one file per good kind; returns {name: expected upright RGB array}."""
   expected = {}
@@ -53,30 +49,30 @@ def _good_files(folder):
 
   rgb = _picture(90, 120, 0)
   grey = rgb[..., 0]
-  _save(Image.fromarray(grey, "L"), os.path.join(folder, "grey.png"), "PNG")
+  Image.fromarray(grey, "L").save(os.path.join(folder, "grey.png"), "PNG")
   expected["grey.png"] = np.stack([grey] * 3, -1)
 
   palette = np.array([[0, 0, 0], [255, 0, 0], [0, 200, 50], [30, 60, 250]], np.uint8)
   indices = (np.arange(100 * 110).reshape(100, 110) // 7 % 4).astype(np.uint8)
   indexed = Image.fromarray(indices, "P")
   indexed.putpalette(palette.ravel().tolist())
-  _save(indexed, os.path.join(folder, "palette.png"), "PNG")
+  indexed.save(os.path.join(folder, "palette.png"), "PNG")
   expected["palette.png"] = palette[indices]
 
   alpha = np.full((90, 120), 255, np.uint8)
   alpha[40:, 60:] = 0
-  _save(Image.fromarray(np.dstack([rgb, alpha]), "RGBA"),
-        os.path.join(folder, "rgba.png"), "PNG")
+  Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(
+      os.path.join(folder, "rgba.png"), "PNG")
   over_white = rgb.copy()
   over_white[40:, 60:] = 255
   expected["rgba.png"] = over_white
 
   sixteen = (np.arange(80 * 100).reshape(80, 100) * 8).astype(np.uint16)
-  _save(Image.fromarray(sixteen), os.path.join(folder, "sixteen.png"), "PNG")
+  Image.fromarray(sixteen).save(os.path.join(folder, "sixteen.png"), "PNG")
   eight = np.round(sixteen / 257.0).astype(np.uint8)
   expected["sixteen.png"] = np.stack([eight] * 3, -1)
 
-  _save(Image.fromarray(rgb).convert("CMYK"), os.path.join(folder, "cmyk.jpg"),
+  Image.fromarray(rgb).convert("CMYK").save(os.path.join(folder, "cmyk.jpg"),
         "JPEG", quality=95)
   expected["cmyk.jpg"] = rgb
 
@@ -87,16 +83,16 @@ def _good_files(folder):
                  append_images=frames[1:], duration=100)
   expected["anim.gif"] = first
 
-  _save(Image.fromarray(rgb), os.path.join(folder, "lossless.webp"), "WEBP",
+  Image.fromarray(rgb).save(os.path.join(folder, "lossless.webp"), "WEBP",
         lossless=True)
   expected["lossless.webp"] = rgb
-  _save(Image.fromarray(rgb), os.path.join(folder, "plain.bmp"), "BMP")
+  Image.fromarray(rgb).save(os.path.join(folder, "plain.bmp"), "BMP")
   expected["plain.bmp"] = rgb
 
   # Orientation 6: the stored pixels must be turned 90 degrees clockwise.
   exif = Image.Exif()
   exif[0x0112] = 6
-  _save(Image.fromarray(rgb), os.path.join(folder, "rotated.jpg"), "JPEG",
+  Image.fromarray(rgb).save(os.path.join(folder, "rotated.jpg"), "JPEG",
         quality=95, exif=exif.tobytes())
   expected["rotated.jpg"] = np.rot90(rgb, k=-1)
   return expected
