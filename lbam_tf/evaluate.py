@@ -37,9 +37,12 @@ import tensorflow as tf  # noqa: E402
 import tqdm  # noqa: E402
 
 from lbam_tf import baselines  # noqa: E402
+from lbam_tf import convert  # noqa: E402
+from lbam_tf import data  # noqa: E402
 from lbam_tf import image_files  # noqa: E402
 from lbam_tf import image_ops  # noqa: E402
 from lbam_tf import metrics  # noqa: E402
+from lbam_tf import model_io  # noqa: E402
 
 _MODEL = flags.DEFINE_string(
     "model", None,
@@ -196,8 +199,6 @@ def read_data_dir(data_dir, split, crop_size):
   Image keys name the source photo, so several crops of one photo share one;
   they are numbered in file order to stay distinct.
   """
-  from lbam_tf import data  # Only this mode needs the TFRecord reader.
-
   images = list(data.read_images(data_dir, split).as_numpy_iterator())
   masks = list(data.read_masks(data_dir, "test").as_numpy_iterator())
   if not images or not masks:
@@ -290,26 +291,21 @@ def load_model(path, label):
       raise ValueError(
           f"SavedModel {path} has signatures {sorted(loaded.signatures)}, not "
           "`inpaint_tensor`: export it with `python -m serving.export`")
-    signature = loaded.signatures["inpaint_tensor"]
 
     def inpaint(image, known):
-      output = signature(image=image, mask=known)["image"]
+      # Looked up through `loaded` on every call, which keeps the SavedModel's
+      # variables alive as long as this function.
+      output = loaded.signatures["inpaint_tensor"](image=image, mask=known)["image"]
       # The signature composites already; doing it here too pins known pixels
       # whatever the export did.
       return image_ops.composite(tf.clip_by_value(output, 0.0, 1.0), image, known)
 
-    # Keeps the loaded object (and its variables) alive with the function.
-    inpaint.saved_model = loaded
     return Model(label, path, "SavedModel", {}, inpaint)
 
-  from lbam_tf import model_io  # Not needed (nor its converter) for SavedModels.
-
   generator = model_io.load_generator(path)
-  config_path = (os.path.join(path, model_io.CONFIG_NAME) if os.path.isdir(path)
-                 else os.path.join(os.path.dirname(os.path.abspath(path)), model_io.CONFIG_NAME))
-  config = model_io.read_config(config_path) if os.path.exists(config_path) else {}
   kind = "model_dir" if os.path.isdir(path) else os.path.splitext(path)[1].lstrip(".")
-  return Model(label, path, kind, config, _keras_inpainter(generator))
+  return Model(label, path, kind, convert.generator_options(generator),
+               _keras_inpainter(generator))
 
 
 def _labels(paths):
