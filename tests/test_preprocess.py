@@ -105,12 +105,20 @@ def _bad_files(folder):
   Image.fromarray(_picture(120, 160, 1)).save(buffer, "JPEG")
   with open(os.path.join(folder, "cut.jpg"), "wb") as f:
     f.write(buffer.getvalue()[:len(buffer.getvalue()) // 2])
+  # A valid header and a scrambled pixel stream: the decoder fails mid-way.
+  buffer = io.BytesIO()
+  Image.fromarray(_picture(80, 100, 3)).save(buffer, "PNG")
+  garbled = bytearray(buffer.getvalue())
+  start = garbled.find(b"IDAT") + 20
+  garbled[start:start + 40] = bytes(b ^ 0xFF for b in garbled[start:start + 40])
+  with open(os.path.join(folder, "garbled.png"), "wb") as f:
+    f.write(bytes(garbled))
   with open(os.path.join(folder, "notes.png"), "w") as f:
     f.write("this is not an image\n")
   Image.fromarray(_picture(20, 30, 2)).save(os.path.join(folder, "tiny.png"))
   # 600x600 = 360,000 pixels, over the run's --max_pixels but a tiny file.
   Image.new("RGB", (600, 600), (9, 9, 9)).save(os.path.join(folder, "bomb.png"))
-  return {"empty.jpg": "zero_byte", "cut.jpg": "truncated",
+  return {"empty.jpg": "zero_byte", "cut.jpg": "truncated", "garbled.png": "unreadable",
           "notes.png": "not_an_image", "tiny.png": "too_small",
           "bomb.png": "decompression_bomb"}
 
