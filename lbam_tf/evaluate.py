@@ -9,7 +9,8 @@ the same run, and reports per-bin PSNR, SSIM and mean L1 (%) of the composited
 Writes to --output_dir: results.md (the table, the model, the data and the
 flags), results.json (the table plus per-pair metrics), results.csv (one row
 per method and bin), grid_bin<k>.png (input, mask, ours, Telea, ground truth
-for a few pairs of each bin) and psnr_per_bin.png.
+for a few pairs of each bin) and psnr_per_bin.png. FID only when an
+InceptionV3 weights file is given; LPIPS is not built. Neither is faked.
 
 Example:
 
@@ -204,7 +205,8 @@ def read_data_dir(data_dir, split, crop_size):
   if not images or not masks:
     raise ValueError(
         f"{data_dir} has {len(images)} {split} images and {len(masks)} test "
-        "masks: run pipeline.preprocess with a test split first")
+        "masks: try --split val, or rerun pipeline.preprocess with more images "
+        "or a larger --test_fraction")
   image_keys = _unique([example["key"].decode() for example in images])
   mask_keys = _unique([example["source"].decode() for example in masks])
   return ([(key, _resize_and_centre_crop(example["image"], crop_size))
