@@ -166,7 +166,7 @@ class InpaintModule(tf.Module):
                    "mask [B,H,W] = ", tf.strings.format("{}", mask_shape[:3]),
                    " does not match image [B,H,W] = ",
                    tf.strings.format("{}", image_shape[:3]),
-                   ": send one mask of the image's size per image"])),
+                   ": send one mask per image, of the same size"])),
         _check_pixels(image_shape[1], image_shape[2], self.max_pixels,
                       "image"),
     ]

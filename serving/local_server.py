@@ -1,0 +1,422 @@
+"""A development stand-in for TF Serving's REST API, for machines without it.
+
+    python -m serving.local_server --model_base_path out/export/lbam --port 8501
+
+Serves the highest numeric version under `--model_base_path` with the same
+URLs, JSON bodies and status codes as TF Serving's REST API, so that clients
+(`serving.client`, curl, the benchmark) work unchanged against either:
+
+- `GET  /v1/models/<name>[/versions/<v>]`: version status.
+- `GET  /v1/models/<name>[/versions/<v>]/metadata`: the SignatureDefs.
+- `POST /v1/models/<name>[/versions/<v>]:predict`: row form
+  `{"instances": [{"image_bytes": {"b64": ...}, ...}, ...]}` answered with
+  `{"predictions": [...]}`, or column form `{"inputs": {...}}` answered with
+  `{"outputs": ...}`; optional `"signature_name"`. Binary values travel as
+  `{"b64": ...}`, and outputs whose names end in `_bytes` come back that way.
+  Inputs left out take the SignatureDef's default (`mask_polarity`).
+- Errors: `{"error": "<message>"}` with TF Serving's mapping of status codes
+  (INVALID_ARGUMENT -> 400, NOT_FOUND -> 404, ...).
+
+It is not a production server: no gRPC, no model reloading, no server-side
+batching, one Python process. Each request runs in its own thread; a bad
+request gets an error body and never stops the server.
+"""
+
+import base64
+import binascii
+import http.server
+import json
+import os
+import re
+import signal
+import sys
+import threading
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from google.protobuf import json_format  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from tensorflow.core.framework import types_pb2  # noqa: E402
+from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
+
+DEFAULT_SIGNATURE = "serving_default"
+
+#: TF Serving's canonical error code -> HTTP status (its http_rest_api_util).
+HTTP_STATUS = {
+    tf.errors.INVALID_ARGUMENT: 400,
+    tf.errors.FAILED_PRECONDITION: 400,
+    tf.errors.OUT_OF_RANGE: 400,
+    tf.errors.UNAUTHENTICATED: 401,
+    tf.errors.PERMISSION_DENIED: 403,
+    tf.errors.NOT_FOUND: 404,
+    tf.errors.ALREADY_EXISTS: 409,
+    tf.errors.RESOURCE_EXHAUSTED: 429,
+    tf.errors.CANCELLED: 499,
+    tf.errors.UNIMPLEMENTED: 501,
+    tf.errors.UNAVAILABLE: 503,
+    tf.errors.DEADLINE_EXCEEDED: 504,
+}
+
+_PATH = re.compile(
+    r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?"
+    r"(?:(?P<metadata>/metadata)|:(?P<method>[a-z]+))?/?$")
+
+
+class RequestError(Exception):
+  """A request the server answers with `status` and {"error": message}."""
+
+  def __init__(self, message, status=400):
+    super().__init__(message)
+    self.status = status
+
+
+def latest_version(model_base_path):
+  """The highest numeric folder under `model_base_path` holding a SavedModel."""
+  if not os.path.isdir(model_base_path):
+    raise ValueError(f"--model_base_path {model_base_path} is not a folder: "
+                     "give the folder that holds the numeric version folders")
+  versions = [int(name) for name in os.listdir(model_base_path)
+              if name.isdigit() and os.path.exists(
+                  os.path.join(model_base_path, name, "saved_model.pb"))]
+  if not versions:
+    raise ValueError(
+        f"no <version>/saved_model.pb under {model_base_path}: export one "
+        "with python -m serving.export --export_dir "
+        f"{os.path.join(model_base_path, '1')}")
+  return max(versions)
+
+
+def clean_error(message):
+  """The user's part of a TF error: the assert text, without graph details."""
+  found = re.search(r"assertion failed: \[(.*)\]", message)
+  if found:
+    return found.group(1)
+  message = message.split("\n\t [[")[0]
+  return message.split("<stack traces unavailable>\n")[-1].strip()
+
+
+def _from_json(value, name):
+  """Replaces {"b64": ...} objects (at any depth) by their bytes."""
+  if isinstance(value, dict):
+    if set(value) != {"b64"} or not isinstance(value["b64"], str):
+      raise RequestError(
+          f"input {name}: a JSON object must be {{\"b64\": \"<base64>\"}}, "
+          f"got keys {sorted(value)}")
+    try:
+      return base64.b64decode(value["b64"], validate=True)
+    except binascii.Error as error:
+      raise RequestError(f"input {name}: b64 value is not valid base64: "
+                         f"{error}") from error
+  if isinstance(value, list):
+    return [_from_json(item, name) for item in value]
+  return value
+
+
+def _to_json(name, value):
+  """JSON for an output: lists, with b64 objects for *_bytes outputs."""
+  if isinstance(value, np.ndarray):
+    return [_to_json(name, item) for item in value] if value.ndim else \
+        _to_json(name, value.item())
+  if isinstance(value, bytes):
+    if name.endswith("_bytes"):
+      return {"b64": base64.b64encode(value).decode("ascii")}
+    return value.decode("utf-8", errors="replace")
+  if isinstance(value, (np.floating, float)):
+    return float(value)
+  if isinstance(value, (np.integer, np.bool_)):
+    return value.item()
+  return value
+
+
+class Servable:
+  """One SavedModel version and TF Serving's predict / metadata logic.
+
+  Args:
+    model_base_path: folder of numeric version folders.
+    model_name: the name clients put in the URL.
+  """
+
+  def __init__(self, model_base_path, model_name="lbam"):
+    self.name = model_name
+    self.version = latest_version(model_base_path)
+    self.path = os.path.join(model_base_path, str(self.version))
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(self.path, "saved_model.pb"), "rb") as f:
+      saved_model.ParseFromString(f.read())
+    self.signature_defs = {
+        key: value
+        for key, value in saved_model.meta_graphs[0].signature_def.items()
+        if not key.startswith("__")}
+    self.model = tf.saved_model.load(self.path)
+
+  def status(self):
+    return {"model_version_status": [{
+        "version": str(self.version), "state": "AVAILABLE",
+        "status": {"error_code": "OK", "error_message": ""}}]}
+
+  def metadata(self):
+    signatures = {key: json_format.MessageToDict(
+        value, preserving_proto_field_name=True)
+                  for key, value in self.signature_defs.items()}
+    return {
+        "model_spec": {"name": self.name, "signature_name": "",
+                       "version": str(self.version)},
+        "metadata": {"signature_def": {
+            "signature_def": signatures,
+            "@type": "type.googleapis.com/tensorflow.serving.SignatureDefMap"}}}
+
+  def check_version(self, version):
+    if version is not None and int(version) != self.version:
+      raise RequestError(
+          f"Servable not found for request: Specific({self.name}, {version})",
+          404)
+
+  def _tensor(self, name, value, tensor_info):
+    value = _from_json(value, name)
+    try:
+      if tensor_info.dtype == types_pb2.DT_STRING:
+        array = np.array(value, dtype=object)
+        if any(not isinstance(x, (bytes, str)) for x in array.reshape(-1)):
+          raise ValueError("values must be strings, or {\"b64\": ...} objects "
+                           "for binary data")
+      else:
+        dtype = tf.dtypes.as_dtype(tensor_info.dtype)
+        array = np.asarray(value, dtype=dtype.as_numpy_dtype)
+    except (ValueError, TypeError) as error:
+      raise RequestError(f"input {name} cannot be read as a "
+                         f"{types_pb2.DataType.Name(tensor_info.dtype)} "
+                         f"tensor: {error}") from error
+    # As TF Serving's placeholders do; loaded signatures do not check ranks.
+    if not tensor_info.tensor_shape.unknown_rank:
+      want = tuple(d.size for d in tensor_info.tensor_shape.dim)
+      if len(want) != array.ndim or any(
+          w not in (-1, got) for w, got in zip(want, array.shape)):
+        raise RequestError(
+            f"input {name} has shape {array.shape} but the signature expects "
+            f"{want} (-1: any size)")
+    return tf.constant(array, tf.string if array.dtype == object else None)
+
+  def _columns_from_rows(self, instances, signature):
+    if not isinstance(instances, list) or not instances:
+      raise RequestError("instances must be a non-empty list")
+    if all(isinstance(row, dict) and "b64" not in row for row in instances):
+      names = set(instances[0])
+      for index, row in enumerate(instances):
+        if set(row) != names:
+          raise RequestError(
+              f"instances[{index}] has inputs {sorted(row)} but instances[0] "
+              f"has {sorted(names)}: every instance needs the same named "
+              "inputs")
+      return {name: [row[name] for row in instances] for name in names}
+    if len(signature.inputs) != 1:
+      raise RequestError(
+          "instances must be objects naming the inputs "
+          f"{sorted(signature.inputs)}, e.g. "
+          '{"instances": [{"image_bytes": {"b64": ...}, ...}]}')
+    return {next(iter(signature.inputs)): instances}
+
+  def predict(self, body):
+    """Answers a predict request body (bytes) with a JSON-able dict."""
+    try:
+      request = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+      raise RequestError(f"JSON Parse error: {error}") from error
+    if not isinstance(request, dict):
+      raise RequestError("the request body must be a JSON object")
+    signature_name = request.get("signature_name", DEFAULT_SIGNATURE)
+    if signature_name not in self.signature_defs:
+      raise RequestError(
+          f"Serving signature key \"{signature_name}\" not found; this model "
+          f"has {sorted(self.signature_defs)}")
+    signature = self.signature_defs[signature_name]
+    row_form = "instances" in request
+    if row_form == ("inputs" in request):
+      raise RequestError(
+          "the request must have exactly one of \"instances\" (row form) or "
+          "\"inputs\" (column form)")
+    if row_form:
+      columns = self._columns_from_rows(request["instances"], signature)
+    else:
+      columns = request["inputs"]
+      named = isinstance(columns, dict) and "b64" not in columns
+      if not named and len(signature.inputs) == 1:
+        columns, named = {next(iter(signature.inputs)): columns}, True
+      if not named:
+        raise RequestError("inputs must be an object naming the inputs "
+                           f"{sorted(signature.inputs)}")
+
+    unknown = set(columns) - set(signature.inputs)
+    missing = set(signature.inputs) - set(columns) - set(signature.defaults)
+    if unknown or missing:
+      raise RequestError(
+          f"input size does not match signature {signature_name}: sent extra "
+          f"{sorted(unknown)}, missing but required {sorted(missing)}")
+    tensors = {name: self._tensor(name, value, signature.inputs[name])
+               for name, value in columns.items()}
+    for name in set(signature.defaults) - set(columns):
+      tensors[name] = tf.constant(tf.make_ndarray(signature.defaults[name]))
+
+    function = self.model.signatures[signature_name]
+    try:
+      outputs = function(**tensors)
+    except tf.errors.OpError as error:
+      raise RequestError(clean_error(error.message),
+                         HTTP_STATUS.get(error.error_code, 500)) from error
+    except (ValueError, TypeError) as error:
+      sent = ", ".join(f"{k}: {v.dtype.name} {v.shape}"
+                       for k, v in sorted(tensors.items()))
+      raise RequestError(f"inputs ({sent}) do not fit signature "
+                         f"{signature_name}: {error}") from error
+
+    outputs = {name: value.numpy() for name, value in outputs.items()}
+    if not row_form:
+      if len(outputs) == 1:
+        ((name, value),) = outputs.items()
+        return {"outputs": _to_json(name, value)}
+      return {"outputs": {k: _to_json(k, v) for k, v in outputs.items()}}
+    sizes = {len(value) for value in outputs.values()}
+    if len(sizes) != 1:
+      raise RequestError("outputs have different batch sizes; ask in column "
+                         "form (\"inputs\")")
+    if len(outputs) == 1:
+      ((name, value),) = outputs.items()
+      return {"predictions": _to_json(name, value)}
+    return {"predictions": [{k: _to_json(k, v[i]) for k, v in outputs.items()}
+                            for i in range(sizes.pop())]}
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+  """Routes TF Serving's REST URLs to the server's `Servable`."""
+
+  protocol_version = "HTTP/1.1"
+  server_version = "lbam-local-serving"
+
+  def _reply(self, status, body):
+    data = json.dumps(body).encode("utf-8")
+    self.send_response(status)
+    self.send_header("Content-Type", "application/json")
+    self.send_header("Content-Length", str(len(data)))
+    self.end_headers()
+    self.wfile.write(data)
+
+  def _route(self, method, body):
+    found = _PATH.match(self.path.split("?")[0])
+    servable = self.server.servable
+    if not found:
+      raise RequestError(f"Malformed request: {method} {self.path}", 404)
+    if found["name"] != servable.name:
+      raise RequestError(
+          f"Servable not found for request: Latest({found['name']})", 404)
+    servable.check_version(found["version"])
+    if method == "GET" and found["method"] is None:
+      return servable.metadata() if found["metadata"] else servable.status()
+    if method == "POST" and found["method"] == "predict":
+      return servable.predict(body)
+    if method == "POST" and found["method"] in ("classify", "regress"):
+      raise RequestError(f"{found['method']} is not supported by this model; "
+                         "use :predict", 400)
+    raise RequestError(f"Malformed request: {method} {self.path}", 404)
+
+  def _read_body(self):
+    """The request body; its absence or excess is an error, not a hang."""
+    try:
+      length = int(self.headers.get("Content-Length") or 0)
+    except ValueError as error:
+      self.close_connection = True
+      raise RequestError("Content-Length is not a number") from error
+    if length > self.server.max_request_bytes:
+      # Drained in chunks rather than held: a client still sending would get
+      # a broken pipe instead of the answer.
+      self.close_connection = True
+      while length > 0:
+        length -= len(self.rfile.read(min(length, 1 << 20))) or length
+      raise RequestError(
+          f"request of {length} bytes is above --max_request_bytes="
+          f"{self.server.max_request_bytes}: send fewer or smaller images "
+          "per request", 413)
+    return self.rfile.read(length)
+
+  def _handle(self, method):
+    try:
+      body = self._read_body() if method == "POST" else b""
+      self._reply(200, self._route(method, body))
+    except RequestError as error:
+      self._reply(error.status, {"error": str(error)})
+    except Exception as error:  # pylint: disable=broad-except
+      # The server outlives any request; the client sees what went wrong.
+      self._reply(500, {"error": f"{type(error).__name__}: {error}"})
+
+  def do_GET(self):  # pylint: disable=invalid-name
+    self._handle("GET")
+
+  def do_POST(self):  # pylint: disable=invalid-name
+    self._handle("POST")
+
+  def log_message(self, format, *args):  # pylint: disable=redefined-builtin
+    if self.server.verbose:
+      super().log_message(format, *args)
+
+
+class Server(http.server.ThreadingHTTPServer):
+  """A threaded HTTP server holding one `Servable`."""
+
+  daemon_threads = True
+  allow_reuse_address = True
+
+  def __init__(self, address, servable, max_request_bytes=64 << 20,
+               verbose=False):
+    super().__init__(address, Handler)
+    self.servable = servable
+    self.max_request_bytes = max_request_bytes
+    self.verbose = verbose
+
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_base_path", None,
+                    "Folder of numeric version folders written by "
+                    "serving.export (e.g. out/export/lbam); the highest "
+                    "version is served.")
+flags.DEFINE_string("model_name", "lbam",
+                    "Model name in the URLs: /v1/models/<model_name>.")
+flags.DEFINE_string("host", "127.0.0.1",
+                    "Address to listen on; 0.0.0.0 exposes the server to the "
+                    "network.")
+flags.DEFINE_integer("port", 8501,
+                     "REST port (TF Serving's default is 8501); 0 picks a "
+                     "free one, printed at start.")
+flags.DEFINE_integer("max_request_bytes", 64 << 20,
+                     "Larger request bodies get HTTP 413 without being read.")
+flags.DEFINE_bool("verbose", False, "Log every request to stderr.")
+flags.mark_flag_as_required("model_base_path")
+
+
+def main(argv):
+  del argv
+  try:
+    servable = Servable(FLAGS.model_base_path, FLAGS.model_name)
+  except ValueError as error:
+    raise app.UsageError(str(error))
+  server = Server((FLAGS.host, FLAGS.port), servable, FLAGS.max_request_bytes,
+                  FLAGS.verbose)
+  host, port = server.server_address[:2]
+  # shutdown() waits for serve_forever, so it cannot run in the handler's
+  # (main) thread.
+  signal.signal(signal.SIGTERM, lambda *_: threading.Thread(
+      target=server.shutdown, daemon=True).start())
+  print(f"serving {servable.name} version {servable.version} from "
+        f"{servable.path} on http://{host}:{port}/v1/models/{servable.name} "
+        "(development stand-in for TF Serving's REST API)", flush=True)
+  try:
+    server.serve_forever()
+  except KeyboardInterrupt:
+    pass
+  finally:
+    server.server_close()
+  print("server stopped", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,278 @@
+"""serving/local_server.py on loopback: TF Serving's REST API, errors, concurrency."""
+
+import base64
+import concurrent.futures
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lbam_tf import generator as generator_lib
+from serving import export
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MAX_PIXELS = 256 * 256
+MAX_REQUEST_BYTES = 1 << 20
+TIMEOUT = 120
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _call(port, method, path, body=None):
+  """One HTTP request on a fresh connection; returns (status, parsed JSON)."""
+  connection = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+  try:
+    if isinstance(body, dict):
+      body = json.dumps(body)
+    connection.request(method, path, body)
+    response = connection.getresponse()
+    return response.status, json.loads(response.read())
+  finally:
+    connection.close()
+
+
+@pytest.fixture(scope="module")
+def model_base_path(tmp_path_factory):
+  base = tmp_path_factory.mktemp("models") / "lbam"
+  export.export(generator_lib.build_generator(), str(base / "1"),
+                max_pixels=MAX_PIXELS, warmup_sizes=())
+  return str(base)
+
+
+@pytest.fixture(scope="module")
+def port(model_base_path, tmp_path_factory):
+  """A server subprocess, stopped (terminate, then kill) whatever happens."""
+  port = _free_port()
+  log = open(tmp_path_factory.mktemp("log") / "server.log", "w+")
+  server = subprocess.Popen(
+      [sys.executable, "-m", "serving.local_server",
+       f"--model_base_path={model_base_path}", f"--port={port}",
+       f"--max_request_bytes={MAX_REQUEST_BYTES}"],
+      cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+  try:
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+      if server.poll() is not None:
+        log.seek(0)
+        pytest.fail(f"server exited with {server.returncode}: {log.read()}")
+      try:
+        if _call(port, "GET", "/v1/models/lbam")[0] == 200:
+          break
+      except OSError:
+        pass
+      if time.monotonic() > deadline:
+        pytest.fail("server did not answer within the timeout")
+      time.sleep(0.5)
+    yield port
+  finally:
+    server.terminate()
+    try:
+      server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+      server.kill()
+      server.wait(timeout=20)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def loaded(model_base_path):
+  return tf.saved_model.load(os.path.join(model_base_path, "1"))
+
+
+def _png(array):
+  return tf.io.encode_png(np.asarray(array, np.uint8)).numpy()
+
+
+def _b64(data):
+  return {"b64": base64.b64encode(data).decode("ascii")}
+
+
+def _sample(height, width, seed):
+  rng = np.random.default_rng(seed)
+  image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+  hole = np.zeros((height, width, 1), np.uint8)
+  hole[height // 4:height // 2, width // 4:3 * width // 4] = 255
+  return image, hole
+
+
+def _direct(loaded, image, hole):
+  """The same SavedModel called in-process: what the server must return."""
+  return loaded.signatures["serving_default"](
+      image_bytes=tf.constant([_png(image)]), mask_bytes=tf.constant(
+          [_png(hole)]), mask_polarity=tf.constant("white"))["image_bytes"][0]
+
+
+def _decoded(value):
+  return tf.io.decode_png(base64.b64decode(value["b64"])).numpy()
+
+
+def test_status_and_metadata(port):
+  status, body = _call(port, "GET", "/v1/models/lbam")
+  assert status == 200
+  assert body["model_version_status"][0]["version"] == "1"
+  assert body["model_version_status"][0]["state"] == "AVAILABLE"
+  status, body = _call(port, "GET", "/v1/models/lbam/versions/1/metadata")
+  assert status == 200
+  signatures = body["metadata"]["signature_def"]["signature_def"]
+  assert set(signatures) == {"serving_default", "inpaint_tensor"}
+  assert set(signatures["serving_default"]["inputs"]) == {
+      "image_bytes", "mask_bytes", "mask_polarity"}
+  assert set(signatures["inpaint_tensor"]["outputs"]) == {"image"}
+
+
+def test_row_form_predict(port, loaded):
+  images = [_sample(100, 150, seed) for seed in (0, 1)]
+  status, body = _call(port, "POST", "/v1/models/lbam:predict", {
+      "instances": [{"image_bytes": _b64(_png(image)),
+                     "mask_bytes": _b64(_png(hole))}
+                    for image, hole in images]})
+  assert status == 200, body
+  assert len(body["predictions"]) == 2
+  for prediction, (image, hole) in zip(body["predictions"], images):
+    result = _decoded(prediction)
+    known = hole[..., 0] == 0
+    np.testing.assert_array_equal(result[known], image[known])
+    expected = tf.io.decode_png(_direct(loaded, image, hole)).numpy()
+    assert np.abs(result.astype(int) - expected).max() <= 1
+
+
+def test_column_form_predict_with_polarity(port, loaded):
+  image, hole = _sample(90, 60, seed=2)
+  status, body = _call(port, "POST", "/v1/models/lbam/versions/1:predict", {
+      "signature_name": "serving_default",
+      "inputs": {"image_bytes": [_b64(_png(image))],
+                 "mask_bytes": [_b64(_png(255 - hole))],
+                 "mask_polarity": "black"}})
+  assert status == 200, body
+  (output,) = body["outputs"]
+  assert base64.b64decode(output["b64"]) == _direct(loaded, image, hole)
+
+
+def test_tensor_signature_in_column_form(port):
+  rng = np.random.default_rng(3)
+  image = rng.random((1, 20, 30, 3), dtype=np.float32)
+  mask = np.ones((1, 20, 30, 1), np.float32)
+  mask[0, 5:10, 5:20] = 0
+  status, body = _call(port, "POST", "/v1/models/lbam:predict", {
+      "signature_name": "inpaint_tensor",
+      "inputs": {"image": image.tolist(), "mask": mask.tolist()}})
+  assert status == 200, body
+  result = np.asarray(body["outputs"], np.float32)
+  assert result.shape == image.shape
+  known = mask[..., 0] == 1
+  np.testing.assert_array_equal(result[known], image[known])
+
+
+_IMAGE, _HOLE = _sample(40, 60, seed=4)
+_GOOD = {"image_bytes": _b64(_png(_IMAGE)), "mask_bytes": _b64(_png(_HOLE))}
+_PREDICT = "/v1/models/lbam:predict"
+BAD_REQUESTS = {
+    "malformed json": ("POST", _PREDICT, "{not json", 400, "JSON Parse error"),
+    "rows and columns": ("POST", _PREDICT, {
+        "instances": [_GOOD], "inputs": {}}, 400, "exactly one of"),
+    "neither": ("POST", _PREDICT, {"signature_name": "serving_default"}, 400,
+                "exactly one of"),
+    "unknown signature": ("POST", _PREDICT, {
+        "signature_name": "nope", "instances": [_GOOD]}, 400,
+                          "Serving signature key \"nope\" not found"),
+    "undecodable image": ("POST", _PREDICT, {"instances": [{
+        **_GOOD, "image_bytes": _b64(b"GIF8 but not really")}]}, 400,
+                          "Invalid GIF data"),
+    "size mismatch": ("POST", _PREDICT, {"instances": [{
+        **_GOOD, "mask_bytes": _b64(_png(_HOLE[:, :50]))}]}, 400,
+                      "mask_bytes[0] is 40x50 but image_bytes[0] is 40x60"),
+    "batch mismatch": ("POST", _PREDICT, {"inputs": {
+        "image_bytes": [_GOOD["image_bytes"]] * 2,
+        "mask_bytes": [_GOOD["mask_bytes"]]}}, 400,
+                       "image_bytes has 2 images but mask_bytes has 1"),
+    "too large": ("POST", _PREDICT, {"instances": [{
+        "image_bytes": _b64(_png(np.zeros((260, 260, 3)))),
+        "mask_bytes": _b64(_png(np.zeros((260, 260, 1))))}]}, 400,
+                  f"above the limit of {MAX_PIXELS}"),
+    "bad base64": ("POST", _PREDICT, {"instances": [{
+        **_GOOD, "image_bytes": {"b64": "***"}}]}, 400, "not valid base64"),
+    "extra input": ("POST", _PREDICT, {"instances": [{
+        **_GOOD, "colour": "red"}]}, 400, "sent extra ['colour']"),
+    "missing input": ("POST", _PREDICT, {"inputs": {
+        "image_bytes": [_GOOD["image_bytes"]]}}, 400,
+                      "missing but required ['mask_bytes']"),
+    "rows differ": ("POST", _PREDICT, {"instances": [
+        _GOOD, {"image_bytes": _GOOD["image_bytes"]}]}, 400,
+                    "every instance needs the same named inputs"),
+    "numbers for bytes": ("POST", _PREDICT, {"inputs": {
+        "image_bytes": [1, 2], "mask_bytes": [3, 4]}}, 400,
+                          "cannot be read as a DT_STRING tensor"),
+    "ragged floats": ("POST", _PREDICT, {
+        "signature_name": "inpaint_tensor",
+        "inputs": {"image": [[[[0.1, 0.2, 0.3]], [[0.1]]]],
+                   "mask": [[[[1.0]], [[1.0]]]]}}, 400,
+                      "cannot be read as a DT_FLOAT tensor"),
+    "wrong rank": ("POST", _PREDICT, {
+        "signature_name": "inpaint_tensor",
+        "inputs": {"image": [[0.1, 0.2, 0.3]], "mask": [[1.0]]}}, 400,
+                   "input image has shape (1, 3) but the signature expects "
+                   "(-1, -1, -1, 3)"),
+    "unknown model": ("POST", "/v1/models/other:predict", {
+        "instances": [_GOOD]}, 404, "Servable not found"),
+    "unknown version": ("GET", "/v1/models/lbam/versions/7", None, 404,
+                        "Specific(lbam, 7)"),
+    "malformed path": ("GET", "/v2/anything", None, 404, "Malformed request"),
+    "body too large": ("POST", _PREDICT, b"x" * (MAX_REQUEST_BYTES + 1), 413,
+                       "above --max_request_bytes"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
+def test_bad_request_status_and_message(port, case):
+  method, path, body, want_status, message = BAD_REQUESTS[case]
+  status, reply = _call(port, method, path, body)
+  assert status == want_status, reply
+  assert set(reply) == {"error"}
+  assert message in reply["error"]
+  assert "Graph execution error" not in reply["error"]
+
+
+def test_clients_are_served_during_and_after_bad_requests(port, loaded):
+  image, hole = _sample(64, 64, seed=5)
+  good = {"instances": [{"image_bytes": _b64(_png(image)),
+                         "mask_bytes": _b64(_png(hole))}]}
+  expected = _direct(loaded, image, hole)
+  bad = [BAD_REQUESTS[case] for case in sorted(BAD_REQUESTS)]
+
+  def send_good(_):
+    return _call(port, "POST", _PREDICT, good)
+
+  def send_bad(request):
+    method, path, body, status, _ = request
+    return _call(port, method, path, body)[0] == status
+
+  with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+    goods = [pool.submit(send_good, i) for i in range(4)]
+    bads = [pool.submit(send_bad, request) for request in bad]
+    assert all(f.result(timeout=TIMEOUT) for f in bads)
+    for future in goods:
+      status, body = future.result(timeout=TIMEOUT)
+      assert status == 200, body
+      assert base64.b64decode(body["predictions"][0]["b64"]) == expected
+  status, body = send_good(None)
+  assert status == 200, body
+
+
+def test_missing_model_is_a_usage_error(tmp_path):
+  result = subprocess.run(
+      [sys.executable, "-m", "serving.local_server",
+       f"--model_base_path={tmp_path}", "--port=0"],
+      cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT)
+  assert result.returncode != 0
+  assert "no <version>/saved_model.pb under" in result.stderr
