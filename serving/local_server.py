@@ -42,6 +42,8 @@ import tensorflow as tf  # noqa: E402
 from tensorflow.core.framework import types_pb2  # noqa: E402
 from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
 
+from lbam_tf import inpaint  # noqa: E402
+
 DEFAULT_SIGNATURE = "serving_default"
 
 #: TF Serving's canonical error code -> HTTP status (its http_rest_api_util).
@@ -87,15 +89,6 @@ def latest_version(model_base_path):
         "with python -m serving.export --export_dir "
         f"{os.path.join(model_base_path, '1')}")
   return max(versions)
-
-
-def clean_error(message):
-  """The user's part of a TF error: the assert text, without graph details."""
-  found = re.search(r"assertion failed: \[(.*)\]", message)
-  if found:
-    return found.group(1)
-  message = message.split("\n\t [[")[0]
-  return message.split("<stack traces unavailable>\n")[-1].strip()
 
 
 def _from_json(value, name):
@@ -263,7 +256,7 @@ class Servable:
     try:
       outputs = function(**tensors)
     except tf.errors.OpError as error:
-      raise RequestError(clean_error(error.message),
+      raise RequestError(inpaint.error_text(error.message),
                          HTTP_STATUS.get(error.error_code, 500)) from error
     except (ValueError, TypeError) as error:
       sent = ", ".join(f"{k}: {v.dtype.name} {v.shape}"

@@ -1,0 +1,139 @@
+"""lbam_tf/inpaint.py: the CLI on files and folders, per-file errors, exports."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lbam_tf import generator as generator_lib
+from lbam_tf import image_files
+from lbam_tf import inpaint
+from serving import export
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def generator():
+  return generator_lib.build_generator()
+
+
+@pytest.fixture(scope="module")
+def weights(generator, tmp_path_factory):
+  folder = tmp_path_factory.mktemp("weights")
+  generator.save_weights(str(folder / "g.weights.h5"))
+  (folder / "config.json").write_text(
+      json.dumps({"variant": "head", "ablation": "none"}))
+  return str(folder / "g.weights.h5")
+
+
+def _sample(height, width, seed):
+  rng = np.random.default_rng(seed)
+  image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+  hole = np.zeros((height, width), bool)
+  hole[height // 3:2 * height // 3, width // 4:width // 2] = True
+  return image, hole
+
+
+def _write(path, array, encode=tf.io.encode_png):
+  path.write_bytes(encode(np.asarray(array, np.uint8)).numpy())
+  return str(path)
+
+
+def _read(path):
+  return tf.io.decode_image(open(path, "rb").read()).numpy()
+
+
+def _expected(generator, image, hole):
+  """Numpy reflect pad to 128, generator, crop, composite, round."""
+  height, width = hole.shape
+  pad = [(0, -height % 128), (0, -width % 128), (0, 0)]
+  x = np.pad(image.astype(np.float32) / 255.0, pad, mode="reflect")
+  m = np.pad((~hole).astype(np.float32)[..., None], pad, mode="reflect")
+  out = np.asarray(generator({"image": x[None], "mask": m[None]},
+                             training=False))[0, :height, :width]
+  out = np.round(np.clip(out, 0, 1) * 255).astype(np.uint8)
+  return np.where(hole[..., None], out, image)
+
+
+def _cli(*args):
+  return subprocess.run(
+      [sys.executable, "-m", "lbam_tf.inpaint", *args], cwd=ROOT,
+      capture_output=True, text=True, timeout=300)
+
+
+def test_single_file_cli(weights, generator, tmp_path):
+  image, hole = _sample(90, 140, seed=0)
+  result = _cli(f"--model={weights}",
+                f"--image={_write(tmp_path / 'a.png', image)}",
+                f"--mask={_write(tmp_path / 'm.png', hole[..., None] * 255)}",
+                f"--output={tmp_path / 'out' / 'a.png'}")
+  assert result.returncode == 0, result.stderr
+  output = _read(tmp_path / "out" / "a.png")
+  np.testing.assert_array_equal(output[~hole], image[~hole])
+  assert np.abs(output.astype(int) - _expected(generator, image, hole)).max() <= 1
+
+
+def test_folder_cli_reports_bad_files_and_goes_on(weights, tmp_path):
+  images, masks = tmp_path / "images", tmp_path / "masks"
+  images.mkdir()
+  masks.mkdir()
+  good = {"a": _sample(64, 80, 1), "b": _sample(100, 50, 2)}
+  for stem, (image, hole) in good.items():
+    _write(images / f"{stem}.png", image)
+    _write(masks / f"{stem}.png", hole[..., None] * 255)
+  _write(images / "c.jpg", good["a"][0], tf.io.encode_jpeg)
+  _write(masks / "c.png", good["a"][1][..., None] * 255)
+  (images / "broken.png").write_bytes(b"not a png")
+  _write(masks / "broken.png", np.zeros((8, 8, 1)))
+  _write(images / "wrong.png", good["a"][0])
+  _write(masks / "wrong.png", np.zeros((10, 10, 1)))
+  _write(images / "nomask.png", good["a"][0])
+
+  result = _cli(f"--model={weights}", f"--image={images}", f"--mask={masks}",
+                f"--output={tmp_path / 'out'}", "--batch_size=3")
+  assert result.returncode == 1
+  assert "3 image(s) written, 3 failed" in result.stdout
+  failed = {line.split(":")[0].split("/")[-1]: line
+            for line in result.stdout.splitlines() if line.startswith("FAILED")}
+  assert set(failed) == {"broken.png", "wrong.png", "nomask.png"}
+  assert "is not an image TF can decode" in failed["broken.png"]
+  assert "is 10x10 but image_bytes[0] is 64x80" in failed["wrong.png"]
+  assert "no mask named nomask" in failed["nomask.png"]
+  for stem, (image, hole) in good.items():
+    output = _read(tmp_path / "out" / f"{stem}.png")
+    np.testing.assert_array_equal(output[~hole], image[~hole])
+  jpeg = _read(tmp_path / "out" / "c.png")
+  decoded = _read(images / "c.jpg")
+  hole = good["a"][1]
+  np.testing.assert_array_equal(jpeg[~hole], decoded[~hole])
+
+
+def test_export_and_weights_give_the_same_result(generator, tmp_path):
+  image, hole = _sample(70, 130, seed=3)
+  jobs = []
+  for name in ("weights", "export"):
+    jobs.append(image_files.Job(
+        _write(tmp_path / "a.png", image),
+        _write(tmp_path / "m.png", 255 - hole[..., None] * 255),
+        str(tmp_path / name / "a.png")))
+  module = inpaint.InpaintModule(generator)
+  from_module = lambda *args: module.serve_bytes(*args)["image_bytes"]  # noqa: E731
+  export.export(generator, str(tmp_path / "lbam" / "1"), warmup_sizes=())
+  from_export = inpaint.load(str(tmp_path / "lbam" / "1"))
+  for run, job in zip((from_module, from_export), jobs):
+    written, failures = inpaint.inpaint_files(run, [job], polarity="black",
+                                              progress=False)
+    assert written == [job.output] and not failures
+  first, second = (_read(job.output) for job in jobs)
+  np.testing.assert_array_equal(first[~hole], image[~hole])
+  assert np.abs(first.astype(int) - second).max() <= 1
+
+
+def test_unknown_polarity_is_refused():
+  with pytest.raises(ValueError, match="mask polarity 'grey'"):
+    inpaint.inpaint_files(None, [], polarity="grey")
