@@ -1,0 +1,243 @@
+"""Generator forward latency on the CPU: Keras fp32, XLA and bf16 against PyTorch.
+
+Times one forward pass of the LBAM generator (median of repeated runs, after
+a warm-up that also compiles) at 256x256 for batch 1 and 4 on 2 threads, and
+prints beside each figure the FLOP count (TF's profiler on the traced graph),
+the achieved GFLOP/s and the machine's measured matmul GFLOP/s, its practical
+limit. The independent PyTorch port of the authors' generator
+(`tests/torch_reference.py`, same weights, `torch.set_num_threads` to the same
+count) is timed in the same run as the yardstick. Paths:
+
+  torch       the PyTorch port, float32 (the reference figure)
+  fp32        Keras, float32, tf.function
+  fp32_xla    the same compiled by XLA (jit_compile=True)
+  mixed_bf16  Keras "mixed_bfloat16" policy: float32 weights cast per call,
+              bfloat16 compute on oneDNN (AVX512_BF16 / AMX)
+  bf16        Keras "bfloat16" policy: weights stored in bfloat16
+  bf16_xla    the same compiled by XLA
+
+Each bf16 path's output is compared with the fp32 output by PSNR (and torch's
+by max abs difference). Without --weights the weights are random but scaled
+like a trained model's (`torch_reference.random_state_dict`); pass the
+converted checkpoint for PSNRs on real weights.
+
+Usage, on a quiet machine (the full run takes a few minutes):
+
+  .venv/bin/python bench/generator_latency.py
+  .venv/bin/python bench/generator_latency.py --quick   # smoke run
+"""
+
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# Run as a script: the package and the PyTorch port live beside bench/.
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [_REPO, os.path.join(_REPO, "tests")]
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import torch  # noqa: E402
+import tqdm  # noqa: E402
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from PIL import Image  # noqa: E402
+
+import torch_reference  # noqa: E402
+from lbam_tf import convert  # noqa: E402
+from lbam_tf import generator as generator_lib  # noqa: E402
+from lbam_tf import metrics  # noqa: E402
+from lbam_tf import model_io  # noqa: E402
+
+PATHS = ("torch", "fp32", "fp32_xla", "mixed_bf16", "bf16", "bf16_xla")
+
+flags.DEFINE_bool(
+    "quick", False,
+    "Smoke run: 2 timed repeats and a smaller matmul probe. Figures are then "
+    "rough; run without it on a quiet machine for the reported numbers.")
+flags.DEFINE_integer(
+    "repeats", 10, "Timed forward passes per path and batch size (after one "
+    "warm-up); the median is reported. --quick sets 2.")
+flags.DEFINE_list("batch_sizes", ["1", "4"], "Batch sizes to time.")
+flags.DEFINE_integer("size", 256, "Image height and width; a multiple of 128.")
+flags.DEFINE_integer(
+    "threads", 2, "Threads for TF (intra- and inter-op) and for torch.")
+flags.DEFINE_multi_enum(
+    "paths", list(PATHS), PATHS,
+    "Which implementations to time (repeat the flag for several).")
+flags.DEFINE_string(
+    "weights", None,
+    "Generator weights for load_generator (.pth, .npz, .weights.h5, model_dir)."
+    " Default: random weights scaled like a trained model's.")
+flags.DEFINE_integer("seed", 0, "Seed of the random weights and the masks.")
+
+FLAGS = flags.FLAGS
+
+
+def median_seconds(fn, repeats):
+  """Calls fn once to warm up, then `repeats` times; the median wall time."""
+  fn()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def matmul_gflops(dtype, n, repeats):
+  """Measured GFLOP/s of an n x n matmul, the practical compute limit."""
+  a = tf.cast(tf.random.normal([n, n]), dtype)
+  b = tf.cast(tf.random.normal([n, n]), dtype)
+  matmul = tf.function(lambda: tf.matmul(a, b))
+  seconds = median_seconds(lambda: matmul().numpy(), repeats)
+  return 2 * n**3 / seconds / 1e9
+
+
+def profiled_flops(generator, size):
+  """Float ops of one size x size image, counted by TF's profiler."""
+  spec = {"image": tf.TensorSpec([1, size, size, 3]),
+          "mask": tf.TensorSpec([1, size, size, 1])}
+  graph = tf.function(lambda x: generator(x, training=False)) \
+      .get_concrete_function(spec).graph
+  options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+  options["output"] = "none"
+  return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops
+
+
+def sample_inputs(batch, size, seed):
+  """The bundled example photos, resized, with a centred hole and strokes."""
+  folder = os.path.join(_REPO, "examples", "images")
+  names = sorted(n for n in os.listdir(folder) if n.endswith(".jpg"))
+  images = [np.asarray(Image.open(os.path.join(folder, names[i % len(names)]))
+                       .convert("RGB").resize((size, size)), np.float32) / 255
+            for i in range(batch)]
+  rng = np.random.default_rng(seed)
+  masks = np.ones((batch, size, size, 1), np.float32)
+  quarter = size // 4
+  masks[:, quarter:3 * quarter, quarter:2 * quarter] = 0.0
+  for mask in masks:
+    for _ in range(4):
+      row, col = rng.integers(0, size - 8, 2)
+      mask[row:row + 8, col:] = 0.0
+  return np.stack(images), masks
+
+
+def reference_generator():
+  if FLAGS.weights:
+    return model_io.load_generator(FLAGS.weights)
+  weights = torch_reference.random_state_dict(
+      torch_reference.Generator("head"), seed=FLAGS.seed)
+  return convert.generator_from_torch_state_dict(weights)
+
+
+def keras_with_policy(fp32_generator, policy):
+  """The same generator and weights built under another dtype policy."""
+  previous = keras.config.dtype_policy()
+  keras.config.set_dtype_policy(policy)
+  try:
+    generator = generator_lib.build_generator(
+        **convert.generator_options(fp32_generator))
+  finally:
+    keras.config.set_dtype_policy(previous)
+  generator.set_weights(fp32_generator.get_weights())
+  return generator
+
+
+def forward_fns(fp32_generator):
+  """{path: function(image, mask) -> float32 numpy output} for FLAGS.paths."""
+  fns = {}
+
+  def keras_fn(generator, jit_compile):
+    call = tf.function(lambda x: generator(x, training=False),
+                       jit_compile=jit_compile)
+    return lambda image, mask: call(
+        {"image": tf.constant(image), "mask": tf.constant(mask)}).numpy()
+
+  if "torch" in FLAGS.paths:
+    options = convert.generator_options(fp32_generator)
+    model = torch_reference.load_numpy_state_dict(
+        torch_reference.Generator(options["variant"]).eval(),
+        convert.generator_to_torch_state_dict(fp32_generator))
+
+    def torch_fn(image, mask):
+      with torch.no_grad():
+        out = model(torch.from_numpy(image.transpose(0, 3, 1, 2)),
+                    torch.from_numpy(mask.transpose(0, 3, 1, 2)))
+      return out.numpy().transpose(0, 2, 3, 1)
+    fns["torch"] = torch_fn
+  if "fp32" in FLAGS.paths:
+    fns["fp32"] = keras_fn(fp32_generator, False)
+  if "fp32_xla" in FLAGS.paths:
+    fns["fp32_xla"] = keras_fn(fp32_generator, True)
+  if "mixed_bf16" in FLAGS.paths:
+    fns["mixed_bf16"] = keras_fn(
+        keras_with_policy(fp32_generator, "mixed_bfloat16"), False)
+  bf16 = None
+  if "bf16" in FLAGS.paths or "bf16_xla" in FLAGS.paths:
+    bf16 = keras_with_policy(fp32_generator, "bfloat16")
+  if "bf16" in FLAGS.paths:
+    fns["bf16"] = keras_fn(bf16, False)
+  if "bf16_xla" in FLAGS.paths:
+    fns["bf16_xla"] = keras_fn(bf16, True)
+  return fns
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+  # Thread pools are fixed when TF first runs an op: set them before any.
+  tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+  tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
+  torch.set_num_threads(FLAGS.threads)
+  tf.get_logger().setLevel("ERROR")  # the v1 profiler's deprecation notes
+  repeats = 2 if FLAGS.quick else FLAGS.repeats
+  batch_sizes = [int(b) for b in FLAGS.batch_sizes]
+
+  matmul_n = 1024 if FLAGS.quick else 2048
+  limits = {"fp32": matmul_gflops(tf.float32, matmul_n, repeats + 1),
+            "bf16": matmul_gflops(tf.bfloat16, matmul_n, repeats + 1)}
+  # Other processes inflate every figure: the load shows how quiet it was.
+  print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; "
+        f"threads {FLAGS.threads}; matmul {matmul_n}x{matmul_n}: "
+        f"{limits['fp32']:.0f} GFLOP/s float32, {limits['bf16']:.0f} GFLOP/s "
+        f"bfloat16 (the limits)")
+
+  fp32_generator = reference_generator()
+  flops = profiled_flops(fp32_generator, FLAGS.size)
+  print(f"generator {convert.generator_options(fp32_generator)}, "
+        f"{FLAGS.size}x{FLAGS.size}: {flops / 1e9:.2f} GFLOP per image "
+        f"(TF profiler), {repeats} timed repeats, median")
+
+  fns = forward_fns(fp32_generator)
+  results = {}
+  runs = [(path, batch) for batch in batch_sizes for path in fns]
+  for path, batch in tqdm.tqdm(runs, desc="timing", unit="run"):
+    image, mask = sample_inputs(batch, FLAGS.size, FLAGS.seed)
+    seconds = median_seconds(lambda: fns[path](image, mask), repeats)
+    results[path, batch] = (seconds, fns[path](image, mask))
+
+  header = (f"{'path':<11}{'batch':>6}{'median s':>10}{'s/image':>9}"
+            f"{'GFLOP/s':>9}{'% limit':>8}{'vs torch':>9}  output vs fp32")
+  print(header)
+  for (path, batch), (seconds, output) in results.items():
+    gflops = flops * batch / seconds / 1e9
+    limit = limits["bf16" if "bf16" in path else "fp32"]
+    torch_seconds = results.get(("torch", batch), (None,))[0]
+    speedup = (f"{torch_seconds / seconds:.2f}x" if torch_seconds else "-")
+    reference = results.get(("fp32", batch))
+    if reference is None or path == "fp32":
+      versus = "-"
+    elif "bf16" in path:
+      versus = f"PSNR {float(np.mean(metrics.psnr(output, reference[1]))):.1f} dB"
+    else:
+      versus = f"max abs diff {np.abs(output - reference[1]).max():.1e}"
+    print(f"{path:<11}{batch:>6}{seconds:>10.3f}{seconds / batch:>9.3f}"
+          f"{gflops:>9.1f}{100 * gflops / limit:>7.0f}%{speedup:>9}  {versus}")
+
+
+if __name__ == "__main__":
+  app.run(main)
