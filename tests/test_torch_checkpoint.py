@@ -128,3 +128,34 @@ def test_names_a_file_that_is_not_a_checkpoint(tmp_path):
     pickle.dump("hello", f)
   with pytest.raises(ValueError, match="bad magic number"):
     torch_checkpoint.read_pth(path)
+
+
+def _as_if_saved_from_cuda(pickled):
+  # Protocol 2 writes the storage location as BINUNICODE: 'X', length, text.
+  cpu, cuda = b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0"
+  assert cpu in pickled
+  return pickled.replace(cpu, cuda)
+
+
+@pytest.mark.parametrize("fmt", sorted(_FORMATS))
+def test_reads_a_checkpoint_saved_from_cuda(tmp_path, fmt):
+  # The released LBAM weights were saved from a GPU; torch.load needs
+  # map_location on a CPU-only machine, this reader ignores the location.
+  state = collections.OrderedDict(w=torch.arange(6.0).view(2, 3),
+                                  s=torch.tensor(2.5))
+  path = tmp_path / "cuda.pth"
+  torch.save(state, path, **_FORMATS[fmt])
+  if fmt == "zip":
+    with zipfile.ZipFile(path) as archive:
+      entries = {n: archive.read(n) for n in archive.namelist()}
+    name = next(n for n in entries if n.endswith("/data.pkl"))
+    entries[name] = _as_if_saved_from_cuda(entries[name])
+    with zipfile.ZipFile(path, "w") as archive:
+      for entry, data in entries.items():
+        archive.writestr(entry, data)
+  else:
+    path.write_bytes(_as_if_saved_from_cuda(path.read_bytes()))
+  expected = torch.load(path, map_location="cpu", weights_only=True)
+  got = torch_checkpoint.read_pth(path)
+  for key, tensor in expected.items():
+    np.testing.assert_array_equal(got[key], tensor.numpy())
