@@ -13,6 +13,8 @@ Example:
 import dataclasses
 import os
 
+from tqdm import tqdm
+
 #: File name endings read as images (the formats tf.io.decode_image reads).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".jxl")
 
@@ -102,3 +104,60 @@ def batches(items, batch_size):
   if batch_size < 1:
     raise ValueError(f"batch size {batch_size} must be at least 1")
   return [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
+
+
+def _read(path):
+  with open(path, "rb") as f:
+    return f.read()
+
+
+def run_jobs(send, jobs, batch_size=4, errors=(), describe=str,
+             progress=True):
+  """Runs `jobs` through `send` in batches and writes each result file.
+
+  A batch that fails with one of `errors` is retried job by job, so one bad
+  file costs only its own result; other exceptions propagate.
+
+  Args:
+    send: function (list of image file bytes, list of mask file bytes) ->
+      list of result file bytes (PNG), one per image.
+    jobs: `Job`s, e.g. from `plan`.
+    batch_size: jobs per `send` call.
+    errors: exception types that mean the input was bad.
+    describe: exception -> message for the failure list.
+    progress: show a progress bar.
+
+  Returns:
+    (written, failures): output paths written, and (image path, message) for
+    each job that failed.
+  """
+  written, failures = [], []
+
+  def attempt(batch):
+    results = send([image for _, image, _ in batch],
+                   [mask for _, _, mask in batch])
+    for (job, _, _), result in zip(batch, results):
+      os.makedirs(os.path.dirname(os.path.abspath(job.output)), exist_ok=True)
+      with open(job.output, "wb") as f:
+        f.write(result)
+      written.append(job.output)
+
+  with tqdm(total=len(jobs), unit="image", disable=not progress) as bar:
+    for chunk in batches(jobs, batch_size):
+      batch = []
+      for job in chunk:
+        try:
+          batch.append((job, _read(job.image), _read(job.mask)))
+        except OSError as error:
+          failures.append((job.image, f"cannot read: {error}"))
+      try:
+        if batch:
+          attempt(batch)
+      except errors:
+        for item in batch:
+          try:
+            attempt([item])
+          except errors as error:
+            failures.append((item[0].image, describe(error)))
+      bar.update(len(chunk))
+  return written, failures

@@ -36,7 +36,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 from lbam_tf import image_files  # noqa: E402
 from lbam_tf import image_ops  # noqa: E402
@@ -282,16 +281,8 @@ def load(model, max_pixels=DEFAULT_MAX_PIXELS):
       image_bytes, mask_bytes, mask_polarity)["image_bytes"]
 
 
-def _read(path):
-  with open(path, "rb") as f:
-    return f.read()
-
-
 def inpaint_files(run, jobs, batch_size=4, polarity="white", progress=True):
   """Inpaints `image_files.Job`s in batches, writing each result as a PNG.
-
-  A batch that fails is retried image by image, so one bad file costs only
-  its own result.
 
   Args:
     run: a function from `load`.
@@ -301,41 +292,18 @@ def inpaint_files(run, jobs, batch_size=4, polarity="white", progress=True):
     progress: show a progress bar.
 
   Returns:
-    (written, failures): output paths written, and (image path, message) for
-    each image that failed.
+    (written, failures) as `image_files.run_jobs`: a bad file is reported
+    and the others go on.
   """
   image_ops.check_polarity(polarity)
-  written, failures = [], []
 
-  def attempt(batch):
-    results = run(tf.constant([data for _, data, _ in batch]),
-                  tf.constant([mask for _, _, mask in batch]),
-                  tf.constant(polarity)).numpy()
-    for (job, _, _), result in zip(batch, results):
-      os.makedirs(os.path.dirname(os.path.abspath(job.output)), exist_ok=True)
-      with open(job.output, "wb") as f:
-        f.write(result)
-      written.append(job.output)
+  def send(images, masks):
+    return run(tf.constant(images), tf.constant(masks),
+               tf.constant(polarity)).numpy()
 
-  with tqdm(total=len(jobs), unit="image", disable=not progress) as bar:
-    for chunk in image_files.batches(jobs, batch_size):
-      batch = []
-      for job in chunk:
-        try:
-          batch.append((job, _read(job.image), _read(job.mask)))
-        except OSError as error:
-          failures.append((job.image, f"cannot read: {error}"))
-      try:
-        if batch:
-          attempt(batch)
-      except tf.errors.InvalidArgumentError:
-        for item in batch:
-          try:
-            attempt([item])
-          except tf.errors.InvalidArgumentError as error:
-            failures.append((item[0].image, error_text(error.message)))
-      bar.update(len(chunk))
-  return written, failures
+  return image_files.run_jobs(
+      send, jobs, batch_size, errors=(tf.errors.InvalidArgumentError,),
+      describe=lambda error: error_text(error.message), progress=progress)
 
 
 FLAGS = flags.FLAGS

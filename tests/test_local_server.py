@@ -276,3 +276,38 @@ def test_missing_model_is_a_usage_error(tmp_path):
       cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT)
   assert result.returncode != 0
   assert "no <version>/saved_model.pb under" in result.stderr
+
+
+def test_client_cli_folder_through_the_server(port, loaded, tmp_path):
+  images, masks = tmp_path / "images", tmp_path / "masks"
+  images.mkdir()
+  masks.mkdir()
+  samples = {"a": _sample(50, 70, seed=6), "b": _sample(80, 40, seed=7)}
+  for stem, (image, hole) in samples.items():
+    (images / f"{stem}.png").write_bytes(_png(image))
+    (masks / f"{stem}.png").write_bytes(_png(hole))
+  (images / "c.png").write_bytes(_png(samples["a"][0]))
+  (masks / "c.png").write_bytes(_png(samples["b"][1]))
+  result = subprocess.run(
+      [sys.executable, "-m", "serving.client", f"--image={images}",
+       f"--mask={masks}", f"--output={tmp_path / 'out'}",
+       f"--server=http://127.0.0.1:{port}", "--batch_size=3"],
+      cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT)
+  assert result.returncode == 1, result.stderr
+  assert "2 image(s) written, 1 failed" in result.stdout
+  assert "c.png: 400: mask_bytes[0] is 80x40 but image_bytes[0] is 50x70" \
+      in result.stdout
+  for stem, (image, hole) in samples.items():
+    written = (tmp_path / "out" / f"{stem}.png").read_bytes()
+    assert written == _direct(loaded, image, hole)
+
+
+def test_grpc_without_its_package_says_what_to_install():
+  from serving import client  # pylint: disable=g-import-not-at-top
+  try:
+    import tensorflow_serving  # noqa: F401 pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    with pytest.raises(ImportError, match="pip install tensorflow-serving-api"):
+      client.GrpcClient()
+  else:
+    assert client.GrpcClient().model_name == "lbam"

@@ -1,0 +1,200 @@
+"""Sends images and masks to TF Serving (or the local stand-in) and saves PNGs.
+
+    python -m serving.client --image photo.jpg --mask hole.png --output out.png
+    python -m serving.client --image photos/ --mask masks/ --output filled/ \
+        --server http://127.0.0.1:8501 --batch_size 4
+    python -m serving.client --protocol grpc --server localhost:8500 ...
+
+REST needs only the standard library (the client starts without importing
+TensorFlow). gRPC talks to TF Serving's PredictionService and needs the
+optional `tensorflow-serving-api` package, which pulls in the full
+`tensorflow` wheel; it is imported only when `--protocol grpc` is asked for.
+
+`--image`, `--mask` and `--output` pair files as `lbam_tf.inpaint` does
+(`lbam_tf.image_files`). A request that fails is retried image by image, so a
+bad file costs only its own result.
+"""
+
+import base64
+import json
+import sys
+import urllib.error
+import urllib.request
+
+from absl import app
+from absl import flags
+
+from lbam_tf import image_files
+
+SIGNATURE = "serving_default"
+
+
+class ServerError(Exception):
+  """The server refused a request; `status` is the HTTP status (or gRPC code)."""
+
+  def __init__(self, status, message):
+    super().__init__(f"{status}: {message}")
+    self.status = status
+    self.message = message
+
+
+class RestClient:
+  """TF Serving's REST predict API for the `serving_default` signature.
+
+  Args:
+    server: base URL, e.g. http://127.0.0.1:8501.
+    model_name: the model's name in the URL.
+    timeout: seconds to wait for one request.
+
+  Example:
+
+  >>> client = RestClient("http://127.0.0.1:8501")
+  >>> (png,) = client.inpaint([open("a.jpg", "rb").read()],
+  ...                         [open("m.png", "rb").read()])
+  """
+
+  def __init__(self, server="http://127.0.0.1:8501", model_name="lbam",
+               timeout=300):
+    self.url = f"{server.rstrip('/')}/v1/models/{model_name}"
+    self.timeout = timeout
+
+  def _request(self, url, body=None):
+    request = urllib.request.Request(
+        url, data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"})
+    try:
+      with urllib.request.urlopen(request, timeout=self.timeout) as response:
+        return json.loads(response.read())
+    except urllib.error.HTTPError as error:
+      try:
+        message = json.loads(error.read()).get("error", error.reason)
+      except ValueError:
+        message = error.reason
+      raise ServerError(error.code, message) from error
+
+  def status(self):
+    """GET /v1/models/<name>: the version status."""
+    return self._request(self.url)
+
+  def inpaint(self, images, masks, polarity="white"):
+    """Inpaints encoded images with encoded masks; returns PNG bytes per image.
+
+    Args:
+      images: list of encoded image files (bytes).
+      masks: list of encoded mask files (bytes), one per image.
+      polarity: "white" or "black", the hole colour of the masks.
+    """
+    def b64(data):
+      return {"b64": base64.b64encode(data).decode("ascii")}
+    body = {"signature_name": SIGNATURE,
+            "instances": [{"image_bytes": b64(image), "mask_bytes": b64(mask),
+                           "mask_polarity": polarity}
+                          for image, mask in zip(images, masks)]}
+    predictions = self._request(f"{self.url}:predict", body)["predictions"]
+    return [base64.b64decode(p["b64"]) for p in predictions]
+
+
+class GrpcClient:
+  """TF Serving's gRPC PredictionService for the `serving_default` signature.
+
+  Args:
+    target: host:port of TF Serving's gRPC port (8500 by default).
+    model_name: the served model's name.
+    timeout: seconds to wait for one request.
+  """
+
+  def __init__(self, target="localhost:8500", model_name="lbam", timeout=300):
+    try:
+      # pylint: disable=g-import-not-at-top
+      import grpc
+      import tensorflow as tf
+      from tensorflow_serving.apis import predict_pb2
+      from tensorflow_serving.apis import prediction_service_pb2_grpc
+    except ImportError as error:
+      raise ImportError(
+          "--protocol grpc needs the optional tensorflow-serving-api package "
+          "(it pulls in the full tensorflow wheel): pip install "
+          "tensorflow-serving-api grpcio, or use --protocol rest") from error
+    self._grpc, self._tf, self._predict_pb2 = grpc, tf, predict_pb2
+    self._stub = prediction_service_pb2_grpc.PredictionServiceStub(
+        grpc.insecure_channel(target))
+    self.model_name, self.timeout = model_name, timeout
+
+  def inpaint(self, images, masks, polarity="white"):
+    """As `RestClient.inpaint`."""
+    request = self._predict_pb2.PredictRequest()
+    request.model_spec.name = self.model_name
+    request.model_spec.signature_name = SIGNATURE
+    make = self._tf.make_tensor_proto
+    request.inputs["image_bytes"].CopyFrom(make(list(images)))
+    request.inputs["mask_bytes"].CopyFrom(make(list(masks)))
+    request.inputs["mask_polarity"].CopyFrom(make([polarity] * len(images)))
+    try:
+      response = self._stub.Predict(request, timeout=self.timeout)
+    except self._grpc.RpcError as error:
+      raise ServerError(error.code().name, error.details()) from error
+    return list(response.outputs["image_bytes"].string_val)
+
+
+def inpaint_files(client, jobs, batch_size=4, polarity="white", progress=True):
+  """Sends `image_files.Job`s in requests of `batch_size`, writing PNGs.
+
+  Returns:
+    (written, failures) as `image_files.run_jobs`.
+  """
+  return image_files.run_jobs(
+      lambda images, masks: client.inpaint(images, masks, polarity), jobs,
+      batch_size, errors=(ServerError,), progress=progress)
+
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("image", None, "An image file, or a folder of images.")
+flags.DEFINE_string(
+    "mask", None,
+    "A mask file (used for every image when --image is a folder), or a folder "
+    "with one mask per image, matched by file name stem.")
+flags.DEFINE_string("output", None,
+                    "The output PNG for one image, or a folder (created) "
+                    "receiving <stem>.png per image.")
+flags.DEFINE_enum("protocol", "rest", ["rest", "grpc"],
+                  "rest: TF Serving or serving.local_server; grpc: TF Serving "
+                  "only, needs tensorflow-serving-api.")
+flags.DEFINE_string("server", None,
+                    "REST base URL (default http://127.0.0.1:8501) or gRPC "
+                    "host:port (default localhost:8500).")
+flags.DEFINE_string("model_name", "lbam", "The served model's name.")
+flags.DEFINE_enum("mask_polarity", "white", ["white", "black"],
+                  "Which colour marks the holes in the mask files.")
+flags.DEFINE_integer("batch_size", 4, "Images per request.")
+flags.DEFINE_integer("timeout", 300, "Seconds to wait for one request.")
+flags.mark_flags_as_required(["image", "mask", "output"])
+
+
+def main(argv):
+  del argv
+  try:
+    jobs, problems = image_files.plan(FLAGS.image, FLAGS.mask, FLAGS.output)
+  except ValueError as error:
+    raise app.UsageError(str(error))
+  if FLAGS.protocol == "rest":
+    client = RestClient(FLAGS.server or "http://127.0.0.1:8501",
+                        FLAGS.model_name, FLAGS.timeout)
+  else:
+    client = GrpcClient(FLAGS.server or "localhost:8500", FLAGS.model_name,
+                        FLAGS.timeout)
+  try:
+    written, failures = inpaint_files(client, jobs, FLAGS.batch_size,
+                                      FLAGS.mask_polarity)
+  except urllib.error.URLError as error:
+    print(f"cannot reach {FLAGS.server or 'http://127.0.0.1:8501'}: "
+          f"{error.reason}; is the server running?", file=sys.stderr)
+    return 2
+  failures = problems + failures
+  for path, message in failures:
+    print(f"FAILED {path}: {message}")
+  print(f"{len(written)} image(s) written, {len(failures)} failed")
+  return 1 if failures else 0
+
+
+if __name__ == "__main__":
+  app.run(main)
