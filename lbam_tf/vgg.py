@@ -7,6 +7,12 @@ extractor converts [0, 1] RGB to that before the first convolution. Without
 this the pretrained filters see inputs 255 times too small and the features
 are close to their biases.
 
+The features are then divided by 255 (`FEATURE_SCALE`): the ReLU network is
+close to linear in its input's scale, so this brings them back to the
+magnitudes of the reference's [0, 1]-input features, for which its loss
+weights (perceptual 0.01, style 120) were tuned. Without it the style term,
+quadratic in the features, would be ~255^2 times larger and swamp the L1.
+
 Example:
 
   extractor = vgg.build_feature_extractor("imagenet")   # or a .h5 path, "none"
@@ -24,6 +30,9 @@ FEATURE_LAYERS = ("block1_pool", "block2_pool", "block3_pool")
 #: ImageNet channel means in BGR order, as keras.applications.vgg16.preprocess_input
 #: subtracts them ("caffe" mode).
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+#: Multiplies the returned features (see the module docstring).
+FEATURE_SCALE = 1.0 / 255.0
 
 #: The Keras file to pass as --vgg_weights when offline.
 IMAGENET_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -47,7 +56,7 @@ def build_feature_extractor(weights="imagenet", name="vgg16_features"):
 
   Returns:
     A frozen `keras.Model` mapping [B, H, W, 3] RGB in [0, 1] (any H, W) to a
-    list of three float tensors, the pool1..pool3 maps.
+    list of three float tensors, the pool1..pool3 maps times FEATURE_SCALE.
 
   Raises:
     ValueError: the weights file does not exist.
@@ -83,7 +92,7 @@ def build_feature_extractor(weights="imagenet", name="vgg16_features"):
   for layer in vgg.layers[1:]:
     x = layer(x)
     if layer.name in FEATURE_LAYERS:
-      features.append(x)
+      features.append(x * FEATURE_SCALE)
     if layer.name == FEATURE_LAYERS[-1]:
       break
   extractor = keras.Model(images, features, name=name)

@@ -137,7 +137,8 @@ def test_feature_extractor_loads_a_local_file_and_returns_pool1_to_3(tmp_path):
   assert [tuple(f.shape) for f in features] == [
       (1, 16, 16, 64), (1, 8, 8, 128), (1, 4, 4, 256)]
   for got, want in zip(features, expected):
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(got, np.asarray(want) / 255.0, rtol=1e-4,
+                               atol=1e-5)
 
 
 def test_feature_extractor_names_the_remedy_for_a_missing_file():
