@@ -198,10 +198,11 @@ def _run_cli(*args, block_torch=False):
   return result.stdout
 
 
-def test_cli_end_to_end(converted, tmp_path):
-  variant, weights, torch_model, _ = converted
-  if variant != "original_bn":
-    pytest.skip("one variant is enough; original_bn also checks config.json")
+def test_cli_end_to_end(tmp_path):
+  # original_bn, so that config.json must carry the detected variant.
+  weights = torch_reference.random_state_dict(
+      torch_reference.Generator("original_bn"), seed=3)
+  torch_model = _torch_model(weights, "original_bn")
   pth = tmp_path / "lbam.pth"
   torch.save(torch_model.state_dict(), pth)
   weights_path = tmp_path / "keras" / "lbam.weights.h5"
