@@ -1,0 +1,118 @@
+"""Demo files for the main job: a mask per sample image, and side-by-side PNGs.
+
+    python -m serving.demo --mode masks --image_dir examples/images \
+        --mask_dir out/demo/masks
+    python -m serving.demo --mode side_by_side --image_dir examples/images \
+        --mask_dir out/demo/masks --output_dir out/demo/inpainted \
+        --side_by_side out/demo/side_by_side.png
+
+Masks are drawn by `lbam_tf.masks` at each image's own size (any size is
+served), seeded by the file name, so every run draws the same holes. No
+TensorFlow here: both modes take a second.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+import numpy as np
+from PIL import Image
+
+from lbam_tf import image_files
+from lbam_tf import masks
+
+GAP = 8
+ROW_HEIGHT = 256
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("mode", None, ["masks", "side_by_side"],
+                  "masks: write one mask per image; side_by_side: write "
+                  "input | mask | output panels.")
+flags.DEFINE_string("image_dir", "examples/images", "The sample images.")
+flags.DEFINE_string("mask_dir", None,
+                    "Where masks are written (masks) or read (side_by_side): "
+                    "<stem>.png, white = hole.")
+flags.DEFINE_string("output_dir", None,
+                    "side_by_side: the inpainted <stem>.png files.")
+flags.DEFINE_string("side_by_side", None,
+                    "side_by_side: the PNG with one input | mask | output row "
+                    "per image; <stem>.png panels go beside it in a folder "
+                    "of the same name.")
+flags.DEFINE_float("min_hole", 0.1, "masks: smallest hole ratio.")
+flags.DEFINE_float("max_hole", 0.3, "masks: largest hole ratio.")
+flags.DEFINE_integer("seed", 0, "masks: seed, combined with the file name.")
+flags.mark_flags_as_required(["mode", "mask_dir"])
+
+
+def stem(path):
+  return os.path.splitext(os.path.basename(path))[0]
+
+
+def write_masks(image_dir, mask_dir, hole_range=(0.1, 0.3), seed=0):
+  """Writes <stem>.png (uint8, 255 = hole) of each image's size; returns paths."""
+  os.makedirs(mask_dir, exist_ok=True)
+  written = []
+  for path in image_files.list_images(image_dir):
+    with Image.open(path) as image:
+      width, height = image.size
+    hole = masks.random_mask(masks.seeded_rng(seed, stem(path)),
+                             (height, width), hole_range=hole_range)
+    written.append(os.path.join(mask_dir, stem(path) + ".png"))
+    Image.fromarray(hole).save(written[-1])
+  return written
+
+
+def panel(image_path, mask_path, output_path):
+  """input | mask | output side by side, uint8 RGB [H, 3W + 2 GAP, 3]."""
+  parts = []
+  for path in (image_path, mask_path, output_path):
+    with Image.open(path) as picture:
+      parts.append(np.asarray(picture.convert("RGB")))
+  height = parts[0].shape[0]
+  gap = np.full((height, GAP, 3), 255, np.uint8)
+  return np.concatenate([parts[0], gap, parts[1], gap, parts[2]], axis=1)
+
+
+def write_side_by_side(image_dir, mask_dir, output_dir, path):
+  """Writes one panel per inpainted image and all of them stacked in `path`."""
+  folder = os.path.splitext(path)[0]
+  os.makedirs(folder, exist_ok=True)
+  rows = []
+  for image_path in image_files.list_images(image_dir):
+    name = stem(image_path) + ".png"
+    output_path = os.path.join(output_dir, name)
+    if not os.path.exists(output_path):
+      continue
+    row = panel(image_path, os.path.join(mask_dir, name), output_path)
+    Image.fromarray(row).save(os.path.join(folder, name))
+    width = round(row.shape[1] * ROW_HEIGHT / row.shape[0])
+    rows.append(np.asarray(Image.fromarray(row).resize((width, ROW_HEIGHT))))
+  if not rows:
+    raise ValueError(f"no inpainted images in {output_dir} match {image_dir}")
+  width = max(row.shape[1] for row in rows)
+  sheet = np.full((len(rows) * (ROW_HEIGHT + GAP) - GAP, width, 3), 255,
+                  np.uint8)
+  for index, row in enumerate(rows):
+    top = index * (ROW_HEIGHT + GAP)
+    sheet[top:top + ROW_HEIGHT, :row.shape[1]] = row
+  Image.fromarray(sheet).save(path)
+  return len(rows)
+
+
+def main(argv):
+  del argv
+  if FLAGS.mode == "masks":
+    written = write_masks(FLAGS.image_dir, FLAGS.mask_dir,
+                          (FLAGS.min_hole, FLAGS.max_hole), FLAGS.seed)
+    print(f"{len(written)} mask(s) written to {FLAGS.mask_dir}")
+    return
+  if not FLAGS.output_dir or not FLAGS.side_by_side:
+    raise app.UsageError("--mode side_by_side needs --output_dir and "
+                         "--side_by_side")
+  count = write_side_by_side(FLAGS.image_dir, FLAGS.mask_dir,
+                             FLAGS.output_dir, FLAGS.side_by_side)
+  print(f"{count} input | mask | output row(s) in {FLAGS.side_by_side}")
+
+
+if __name__ == "__main__":
+  app.run(main)
