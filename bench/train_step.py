@@ -1,0 +1,113 @@
+r"""Seconds per training step (critic + generator, VGG losses) and the distance to the limit.
+
+  python -m bench.train_step            # batch 4, 256 and 128, fp32 and bf16
+  python -m bench.train_step --quick    # smoke: 128, batch 1, fp32, 1 step
+
+For each crop size and precision it prints the measured seconds per
+`LbamGan.train_step`, the step's floating-point operations as TF's profiler
+counts them in the traced step graph (every Conv2D/MatMul forward, backward,
+and the gradient penalty's double backward), the machine's measured dense
+matmul rate in that precision, and the ratio measured / (FLOPs / rate): how
+many times slower the step runs than its arithmetic at matmul speed would.
+"""
+
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_bool("quick", False, "Smoke run: 128 crop, batch 1, fp32, 1 step.")
+flags.DEFINE_integer("batch_size", 4, "Global batch per step.")
+flags.DEFINE_list("crop_sizes", ["256", "128"], "Crop sides to time.")
+flags.DEFINE_list("precisions", ["float32", "mixed_bfloat16"],
+                  "Keras dtype policies to time.")
+flags.DEFINE_integer("threads", 2, "TF intra- and inter-op threads.")
+flags.DEFINE_integer("steps", 3, "Timed steps after one warm-up step.")
+flags.DEFINE_integer("matmul_size", 2048, "Side of the square matmul timed.")
+
+
+def matmul_rate(dtype, size, repeats=5):
+  """Measured GFLOP/s of a square matmul in `dtype` (best of `repeats`)."""
+  import tensorflow as tf
+  a = tf.random.uniform([size, size], dtype=tf.float32)
+  a, b = tf.cast(a, dtype), tf.cast(tf.transpose(a), dtype)
+  run = tf.function(lambda: tf.matmul(a, b))
+  run().numpy()
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    run().numpy()
+    best = min(best, time.perf_counter() - start)
+  return 2.0 * size ** 3 / best / 1e9
+
+
+def step_flops(function, batch):
+  """FLOPs the profiler counts in the traced graph of `function(batch)`."""
+  import tensorflow as tf
+  graph = function.get_concrete_function(batch).graph
+  options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+  options["output"] = "none"
+  return tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops
+
+
+def time_step(crop, batch_size, policy, steps):
+  """(seconds per step, GFLOP per step) for one configuration."""
+  import keras
+  import numpy as np
+  import tensorflow as tf
+  from lbam_tf import critic, gan, generator, losses, vgg
+
+  keras.mixed_precision.set_global_policy(policy)
+  keras.utils.set_random_seed(0)
+  model = gan.LbamGan(generator.build_generator(), critic.build_critic(),
+                      vgg.build_feature_extractor("none"),
+                      losses.PRESETS["reference"], global_batch_size=batch_size)
+  model.compile(gan.make_optimizer(1e-4, 0.5, 0.9),
+                gan.make_optimizer(1e-5, 0.0, 0.9))
+  model.build_optimizers()
+  rng = np.random.default_rng(0)
+  mask = np.ones((batch_size, crop, crop, 1), np.float32)
+  mask[:, crop // 4:crop // 2, crop // 4:3 * crop // 4] = 0.0
+  batch = {"image": tf.constant(rng.uniform(size=(batch_size, crop, crop, 3)),
+                                tf.float32),
+           "mask": tf.constant(mask)}
+  train_step = tf.function(model.train_step)
+  flops = step_flops(train_step, batch)
+  train_step(batch)["generator_loss"].numpy()
+  start = time.perf_counter()
+  for _ in range(steps):
+    train_step(batch)["generator_loss"].numpy()
+  return (time.perf_counter() - start) / steps, flops / 1e9
+
+
+def main(argv):
+  del argv
+  import tensorflow as tf
+  tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+  tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
+  if FLAGS.quick:
+    crops, precisions, batch, steps, size = [128], ["float32"], 1, 1, 512
+  else:
+    crops = [int(c) for c in FLAGS.crop_sizes]
+    precisions, batch, steps = FLAGS.precisions, FLAGS.batch_size, FLAGS.steps
+    size = FLAGS.matmul_size
+  rates = {p: matmul_rate(tf.bfloat16 if "bfloat16" in p else tf.float32, size)
+           for p in precisions}
+  print(f"{FLAGS.threads} threads, batch {batch}; matmul {size}^2: " + ", ".join(
+      f"{p} {r:.1f} GFLOP/s" for p, r in rates.items()))
+  print(f"{'crop':>5} {'precision':>15} {'s/step':>8} {'GFLOP/step':>11} "
+        f"{'limit s':>8} {'ratio':>6}")
+  for crop in crops:
+    for policy in precisions:
+      seconds, gflop = time_step(crop, batch, policy, steps)
+      limit = gflop / rates[policy]
+      print(f"{crop:>5} {policy:>15} {seconds:>8.2f} {gflop:>11.1f} "
+            f"{limit:>8.2f} {seconds / limit:>6.1f}")
+
+
+if __name__ == "__main__":
+  app.run(main)
