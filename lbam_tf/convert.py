@@ -95,21 +95,21 @@ def generator_options(generator):
 
 def _reference_table(generator):
   """[(reference name, Keras variable)] in the reference's module order."""
-  module_of = {layer: module
-               for module, layer in generator_lib.REFERENCE_LAYERS.items()}
+  present = {layer.name for layer in generator.layers}
   table = []
   for module, layer_name in generator_lib.REFERENCE_LAYERS.items():
-    if layer_name not in {layer.name for layer in generator.layers}:
+    if layer_name not in present:
       continue
     layer = generator.get_layer(layer_name)
     names = _WEIGHT_NAMES[type(layer)]
     for variable in layer.weights:
-      within = variable.path.split("/", 1)[1]
+      # The path within the layer, whatever name scope built the model.
+      within = variable.path.partition(f"{layer_name}/")[2]
       if within not in names:
         raise ValueError(
             f"weight {variable.path} of layer {layer_name} has no reference "
             f"name; update _WEIGHT_NAMES in {__name__}")
-      table.append((f"{module_of[layer_name]}.{names[within]}", variable))
+      table.append((f"{module}.{names[within]}", variable))
   return table
 
 
