@@ -1,4 +1,4 @@
-"""Generator forward latency on the CPU: Keras fp32, XLA and bf16 against PyTorch.
+"""Generator forward latency on the CPU: Keras fp32, XLA, bf16 against PyTorch.
 
 Times one forward pass of the LBAM generator (median of repeated runs, after
 a warm-up that also compiles) at 256x256 for batch 1 and 4 on 2 threads, and
@@ -232,7 +232,8 @@ def main(argv):
     if reference is None or path == "fp32":
       versus = "-"
     elif "bf16" in path:
-      versus = f"PSNR {float(np.mean(metrics.psnr(output, reference[1]))):.1f} dB"
+      psnr = float(np.mean(metrics.psnr(output, reference[1])))
+      versus = f"PSNR {psnr:.1f} dB"
     else:
       versus = f"max abs diff {np.abs(output - reference[1]).max():.1e}"
     print(f"{path:<11}{batch:>6}{seconds:>10.3f}{seconds / batch:>9.3f}"

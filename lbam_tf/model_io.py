@@ -31,7 +31,7 @@ FINAL_WEIGHTS_NAME = "generator.weights.h5"
 
 
 def read_config(path):
-  """Returns {"variant", "ablation"} from a config.json, with defaults filled in."""
+  """{"variant", "ablation"} from a config.json, defaults filled in."""
   with open(path) as f:
     config = json.load(f)
   return {"variant": config.get("variant", "head"),
@@ -86,7 +86,8 @@ def _h5_arrays(path):
 
 
 def _load_weights_h5(path, variant, ablation):
-  config_path = os.path.join(os.path.dirname(os.path.abspath(path)), CONFIG_NAME)
+  config_path = os.path.join(os.path.dirname(os.path.abspath(path)),
+                             CONFIG_NAME)
   stored = {"variant": None, "ablation": None}
   if os.path.exists(config_path):
     stored = read_config(config_path)
@@ -120,7 +121,7 @@ def _load_reference(path, variant, ablation):
 
 
 def load_generator(path, variant=None, ablation=None):
-  """Loads a generator from a model_dir, `.weights.h5`, `.keras`, `.pth` or `.npz`.
+  """Loads a generator from a model_dir, .weights.h5, .keras, .pth or .npz.
 
   Args:
     path: what to load (see the module docstring).
