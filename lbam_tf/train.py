@@ -307,10 +307,11 @@ def make_monitor(gan, manager, total_steps, model_dir, val_data, chief):
       with writers["train"].as_default(step=step):
         for name, value in (logs or {}).items():
           tf.summary.scalar(f"loss/{name}", float(value))
-        tf.summary.scalar("learning_rate/generator",
-                          float(gan.generator_optimizer.learning_rate))
-        tf.summary.scalar("learning_rate/critic",
-                          float(gan.critic_optimizer.learning_rate))
+        # Under a strategy the rates are distributed variables: read a tensor.
+        tf.summary.scalar("learning_rate/generator", tf.convert_to_tensor(
+            gan.generator_optimizer.learning_rate))
+        tf.summary.scalar("learning_rate/critic", tf.convert_to_tensor(
+            gan.critic_optimizer.learning_rate))
       writers["train"].flush()
 
     def write_images(self, step):

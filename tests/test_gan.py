@@ -28,13 +28,13 @@ def _batch():
   return images, masks
 
 
-def _build_gan(critic_steps=1):
+def _build_gan():
   """Models, optimizers and slots; call inside the strategy's scope."""
   from lbam_tf import critic, gan, generator, losses, vgg
   model = gan.LbamGan(generator.build_generator(), critic.build_critic(),
                       vgg.build_feature_extractor("none"),
                       losses.PRESETS["reference"], global_batch_size=BATCH,
-                      critic_steps=critic_steps, seed=7)
+                      seed=7)
   model.compile(gan.make_optimizer(1e-4, 0.5, 0.9),
                 gan.make_optimizer(1e-5, 0.0, 0.9))
   model.build_optimizers()
