@@ -148,26 +148,34 @@ def inpaint_files(client, jobs, batch_size=4, polarity="white", progress=True):
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("image", None, "An image file, or a folder of images.")
-flags.DEFINE_string(
-    "mask", None,
-    "A mask file (used for every image when --image is a folder), or a folder "
-    "with one mask per image, matched by file name stem.")
-flags.DEFINE_string("output", None,
-                    "The output PNG for one image, or a folder (created) "
-                    "receiving <stem>.png per image.")
-flags.DEFINE_enum("protocol", "rest", ["rest", "grpc"],
-                  "rest: TF Serving or serving.local_server; grpc: TF Serving "
-                  "only, needs tensorflow-serving-api.")
-flags.DEFINE_string("server", None,
-                    "REST base URL (default http://127.0.0.1:8501) or gRPC "
-                    "host:port (default localhost:8500).")
-flags.DEFINE_string("model_name", "lbam", "The served model's name.")
-flags.DEFINE_enum("mask_polarity", "white", ["white", "black"],
-                  "Which colour marks the holes in the mask files.")
-flags.DEFINE_integer("batch_size", 4, "Images per request.")
-flags.DEFINE_integer("timeout", 300, "Seconds to wait for one request.")
-flags.mark_flags_as_required(["image", "mask", "output"])
+
+
+def define_flags():
+  """Defines the CLI's flags, only when run as a program.
+
+  Other programs (bench/serving.py, tests) import this module and have flags
+  of their own.
+  """
+  flags.DEFINE_string("image", None, "An image file, or a folder of images.")
+  flags.DEFINE_string(
+      "mask", None,
+      "A mask file (used for every image when --image is a folder), or a folder "
+      "with one mask per image, matched by file name stem.")
+  flags.DEFINE_string("output", None,
+                      "The output PNG for one image, or a folder (created) "
+                      "receiving <stem>.png per image.")
+  flags.DEFINE_enum("protocol", "rest", ["rest", "grpc"],
+                    "rest: TF Serving or serving.local_server; grpc: TF Serving "
+                    "only, needs tensorflow-serving-api.")
+  flags.DEFINE_string("server", None,
+                      "REST base URL (default http://127.0.0.1:8501) or gRPC "
+                      "host:port (default localhost:8500).")
+  flags.DEFINE_string("model_name", "lbam", "The served model's name.")
+  flags.DEFINE_enum("mask_polarity", "white", ["white", "black"],
+                    "Which colour marks the holes in the mask files.")
+  flags.DEFINE_integer("batch_size", 4, "Images per request.")
+  flags.DEFINE_integer("timeout", 300, "Seconds to wait for one request.")
+  flags.mark_flags_as_required(["image", "mask", "output"])
 
 
 def main(argv):
@@ -197,4 +205,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

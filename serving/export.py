@@ -154,30 +154,38 @@ def export(generator, export_dir, max_pixels=DEFAULT_MAX_PIXELS,
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string(
-    "weights", None,
-    "What to export: a training model_dir, a .weights.h5 (with a config.json "
-    "beside it for non-default variants), a .keras file, or the authors' "
-    ".pth / .npz checkpoint.")
-flags.DEFINE_string(
-    "export_dir", None,
-    "Where to write the SavedModel: <model_base_path>/<version>, e.g. "
-    "exports/lbam/1. TF Serving serves the highest version.")
-flags.DEFINE_enum("variant", None, ["head", "original_bn"],
-                  "Generator layout, only needed for a .weights.h5 without a "
-                  "config.json beside it.")
-flags.DEFINE_string("ablation", None,
-                    "Generator ablation, as for --variant.")
-flags.DEFINE_integer(
-    "max_pixels", DEFAULT_MAX_PIXELS,
-    "Largest height*width a request may send; larger ones get "
-    "INVALID_ARGUMENT instead of exhausting the server's memory.")
-flags.DEFINE_list("warmup_sizes", ["256"],
-                  "Square sizes of the warm-up requests written to "
-                  "assets.extra (empty for none).")
-flags.DEFINE_bool("overwrite", False,
-                  "Replace an existing, non-empty --export_dir.")
-flags.mark_flags_as_required(["weights", "export_dir"])
+
+
+def define_flags():
+  """Defines the CLI's flags, only when run as a program.
+
+  Other programs (bench/serving.py, tests) import this module and have flags
+  of their own.
+  """
+  flags.DEFINE_string(
+      "weights", None,
+      "What to export: a training model_dir, a .weights.h5 (with a config.json "
+      "beside it for non-default variants), a .keras file, or the authors' "
+      ".pth / .npz checkpoint.")
+  flags.DEFINE_string(
+      "export_dir", None,
+      "Where to write the SavedModel: <model_base_path>/<version>, e.g. "
+      "exports/lbam/1. TF Serving serves the highest version.")
+  flags.DEFINE_enum("variant", None, ["head", "original_bn"],
+                    "Generator layout, only needed for a .weights.h5 without a "
+                    "config.json beside it.")
+  flags.DEFINE_string("ablation", None,
+                      "Generator ablation, as for --variant.")
+  flags.DEFINE_integer(
+      "max_pixels", DEFAULT_MAX_PIXELS,
+      "Largest height*width a request may send; larger ones get "
+      "INVALID_ARGUMENT instead of exhausting the server's memory.")
+  flags.DEFINE_list("warmup_sizes", ["256"],
+                    "Square sizes of the warm-up requests written to "
+                    "assets.extra (empty for none).")
+  flags.DEFINE_bool("overwrite", False,
+                    "Replace an existing, non-empty --export_dir.")
+  flags.mark_flags_as_required(["weights", "export_dir"])
 
 
 def main(argv):
@@ -195,4 +203,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

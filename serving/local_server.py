@@ -368,22 +368,30 @@ class Server(http.server.ThreadingHTTPServer):
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_base_path", None,
-                    "Folder of numeric version folders written by "
-                    "serving.export (e.g. out/export/lbam); the highest "
-                    "version is served.")
-flags.DEFINE_string("model_name", "lbam",
-                    "Model name in the URLs: /v1/models/<model_name>.")
-flags.DEFINE_string("host", "127.0.0.1",
-                    "Address to listen on; 0.0.0.0 exposes the server to the "
-                    "network.")
-flags.DEFINE_integer("port", 8501,
-                     "REST port (TF Serving's default is 8501); 0 picks a "
-                     "free one, printed at start.")
-flags.DEFINE_integer("max_request_bytes", 64 << 20,
-                     "Larger request bodies get HTTP 413 without being read.")
-flags.DEFINE_bool("verbose", False, "Log every request to stderr.")
-flags.mark_flag_as_required("model_base_path")
+
+
+def define_flags():
+  """Defines the CLI's flags, only when run as a program.
+
+  Other programs (bench/serving.py, tests) import this module and have flags
+  of their own.
+  """
+  flags.DEFINE_string("model_base_path", None,
+                      "Folder of numeric version folders written by "
+                      "serving.export (e.g. out/export/lbam); the highest "
+                      "version is served.")
+  flags.DEFINE_string("model_name", "lbam",
+                      "Model name in the URLs: /v1/models/<model_name>.")
+  flags.DEFINE_string("host", "127.0.0.1",
+                      "Address to listen on; 0.0.0.0 exposes the server to the "
+                      "network.")
+  flags.DEFINE_integer("port", 8501,
+                       "REST port (TF Serving's default is 8501); 0 picks a "
+                       "free one, printed at start.")
+  flags.DEFINE_integer("max_request_bytes", 64 << 20,
+                       "Larger request bodies get HTTP 413 without being read.")
+  flags.DEFINE_bool("verbose", False, "Log every request to stderr.")
+  flags.mark_flag_as_required("model_base_path")
 
 
 def main(argv):
@@ -412,4 +420,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
