@@ -95,8 +95,8 @@ def _check_pixels(height, width, max_pixels, where):
       tf.strings.join([
           where, " is ", _size_text(height, width), " = ",
           tf.strings.as_string(pixels), " pixels, above the limit of ",
-          str(max_pixels), " set at export: downscale it, or re-export with "
-          "a larger --max_pixels"]))
+          str(max_pixels), ": downscale it, or raise --max_pixels (for a "
+          "served model: re-export with it)"]))
 
 
 def _known_mask(mask_image, polarity):
