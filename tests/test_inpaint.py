@@ -137,3 +137,28 @@ def test_export_and_weights_give_the_same_result(generator, tmp_path):
 def test_unknown_polarity_is_refused():
   with pytest.raises(ValueError, match="mask polarity 'grey'"):
     inpaint.inpaint_files(None, [], polarity="grey")
+
+
+def test_demo_masks_and_side_by_side(tmp_path):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from serving import demo  # pylint: disable=g-import-not-at-top
+  images = tmp_path / "images"
+  images.mkdir()
+  for name, (height, width) in {"a": (40, 70), "b": (64, 33)}.items():
+    _write(images / f"{name}.png", _sample(height, width, seed=0)[0])
+  masks = demo.write_masks(str(images), str(tmp_path / "masks"), (0.1, 0.3))
+  for path, (height, width) in zip(sorted(masks), ((40, 70), (64, 33))):
+    hole = np.asarray(Image.open(path))
+    assert hole.shape == (height, width)
+    assert 0.1 < (hole == 255).mean() <= 0.3
+  # The inputs stand in for the outputs: each panel is input | mask | input.
+  count = demo.write_side_by_side(str(images), str(tmp_path / "masks"),
+                                  str(images), str(tmp_path / "sheet.png"))
+  assert count == 2
+  panel = np.asarray(Image.open(tmp_path / "sheet" / "a.png"))
+  image = _read(images / "a.png")
+  assert panel.shape == (40, 3 * 70 + 2 * demo.GAP, 3)
+  np.testing.assert_array_equal(panel[:, :70], image)
+  np.testing.assert_array_equal(panel[:, -70:], image)
+  sheet = np.asarray(Image.open(tmp_path / "sheet.png"))
+  assert sheet.shape[0] == 2 * demo.ROW_HEIGHT + demo.GAP
