@@ -1,8 +1,8 @@
 """Serving benchmark: latency and throughput through the local REST server, and
 the serving signature's overhead against the bare generator call.
 
-    python -m bench.serving                  # full: 256 and 512, 1 and 4 clients
-    python -m bench.serving --quick          # smoke run: 128, 1 and 2 clients
+    python -m bench.serving            # full: 256 and 512, 1 and 4 clients
+    python -m bench.serving --quick    # smoke run: 128, 1 and 2 clients
     python -m bench.serving --export_dir out/export/lbam/1 --output_json b.json
 
 Without --export_dir, a generator with random weights is exported to a
@@ -86,7 +86,8 @@ def start_server(model_base_path, port, log):
   deadline = time.monotonic() + 180
   while True:
     if server.poll() is not None:
-      raise RuntimeError(f"server exited with {server.returncode}; see {log.name}")
+      raise RuntimeError(
+          f"server exited with {server.returncode}; see {log.name}")
     try:
       urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/lbam",
                              timeout=5).close()

@@ -59,9 +59,11 @@ def plan(image, mask, output):
     ValueError: if the arguments do not describe a valid combination.
   """
   if not os.path.exists(image):
-    raise ValueError(f"--image {image} does not exist: give an image file or a folder of images")
+    raise ValueError(f"--image {image} does not exist: give an image file "
+                     "or a folder of images")
   if not os.path.exists(mask):
-    raise ValueError(f"--mask {mask} does not exist: give a mask file or a folder of masks")
+    raise ValueError(f"--mask {mask} does not exist: give a mask file or a "
+                     "folder of masks")
 
   if os.path.isfile(image):
     if not os.path.isfile(mask):

@@ -193,7 +193,8 @@ class InpaintModule(tf.Module):
         _check(tf.logical_or(tf.size(polarity) == 1,
                              tf.size(polarity) == count),
                tf.strings.join([
-                   "mask_polarity has ", tf.strings.as_string(tf.size(polarity)),
+                   "mask_polarity has ",
+                   tf.strings.as_string(tf.size(polarity)),
                    " values for ", tf.strings.as_string(count), " images: "
                    "send one value for all, or one per image"])),
         _check(tf.reduce_all(known_polarity), tf.strings.join([
@@ -254,7 +255,7 @@ class InpaintModule(tf.Module):
 
 
 def error_text(message):
-  """The user's part of a TF error message: the assert text, no graph details."""
+  """The user's part of a TF error message: the assert text, no graph."""
   found = re.search(r"assertion failed: \[(.*)\]", message)
   if found:
     return found.group(1)

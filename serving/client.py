@@ -30,7 +30,7 @@ SIGNATURE = "serving_default"
 
 
 class ServerError(Exception):
-  """The server refused a request; `status` is the HTTP status (or gRPC code)."""
+  """The server refused a request; `status`: HTTP status (or gRPC code)."""
 
   def __init__(self, status, message):
     super().__init__(f"{status}: {message}")
@@ -159,14 +159,14 @@ def define_flags():
   flags.DEFINE_string("image", None, "An image file, or a folder of images.")
   flags.DEFINE_string(
       "mask", None,
-      "A mask file (used for every image when --image is a folder), or a folder "
-      "with one mask per image, matched by file name stem.")
+      "A mask file (used for every image when --image is a folder), or a "
+      "folder with one mask per image, matched by file name stem.")
   flags.DEFINE_string("output", None,
                       "The output PNG for one image, or a folder (created) "
                       "receiving <stem>.png per image.")
   flags.DEFINE_enum("protocol", "rest", ["rest", "grpc"],
-                    "rest: TF Serving or serving.local_server; grpc: TF Serving "
-                    "only, needs tensorflow-serving-api.")
+                    "rest: TF Serving or serving.local_server; grpc: TF "
+                    "Serving only, needs tensorflow-serving-api.")
   flags.DEFINE_string("server", None,
                       "REST base URL (default http://127.0.0.1:8501) or gRPC "
                       "host:port (default localhost:8500).")

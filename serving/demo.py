@@ -49,7 +49,7 @@ def stem(path):
 
 
 def write_masks(image_dir, mask_dir, hole_range=(0.1, 0.3), seed=0):
-  """Writes <stem>.png (uint8, 255 = hole) of each image's size; returns paths."""
+  """Writes <stem>.png (255 = hole) of each image's size; returns the paths."""
   os.makedirs(mask_dir, exist_ok=True)
   written = []
   for path in image_files.list_images(image_dir):

@@ -116,7 +116,7 @@ def write_warmup_requests(export_dir, sizes=(256,)):
 
 
 def check_export_dir(export_dir, overwrite=False):
-  """Raises ValueError unless `export_dir` ends in a version folder we may write."""
+  """Raises ValueError unless `export_dir` is a version folder we may write."""
   version = os.path.basename(os.path.normpath(export_dir))
   if not version.isdigit():
     raise ValueError(

@@ -1,4 +1,4 @@
-"""serving/export.py: signatures, any-size inpainting, bad requests, warm-up file."""
+"""serving/export.py: signatures, any size, bad requests, warm-up file."""
 
 import json
 import os
@@ -110,7 +110,8 @@ def test_mask_polarity_defaults_to_white(export_dir):
   saved_model = saved_model_pb2.SavedModel()
   with open(os.path.join(export_dir, "saved_model.pb"), "rb") as f:
     saved_model.ParseFromString(f.read())
-  defaults = saved_model.meta_graphs[0].signature_def["serving_default"].defaults
+  signature = saved_model.meta_graphs[0].signature_def["serving_default"]
+  defaults = signature.defaults
   assert tf.make_ndarray(defaults["mask_polarity"]) == b"white"
 
 
@@ -271,7 +272,8 @@ def _prediction_log_class():
       field("value", 2, f.TYPE_MESSAGE, ".tensorflow.TensorProto")])
   entry.options.map_entry = True
   proto.message_type.add(name="PredictLog", field=[
-      field("request", 1, f.TYPE_MESSAGE, ".tensorflow.serving.PredictRequest")])
+      field("request", 1, f.TYPE_MESSAGE,
+            ".tensorflow.serving.PredictRequest")])
   proto.message_type.add(name="PredictionLog", field=[
       field("predict_log", 6, f.TYPE_MESSAGE,
             ".tensorflow.serving.PredictLog")])

@@ -1,4 +1,4 @@
-"""lbam_tf/inpaint.py: the CLI on files and folders, per-file errors, exports."""
+"""lbam_tf/inpaint.py: CLI on files and folders, per-file errors, exports."""
 
 import json
 import os
@@ -75,7 +75,8 @@ def test_single_file_cli(weights, generator, tmp_path):
   assert result.returncode == 0, result.stderr
   output = _read(tmp_path / "out" / "a.png")
   np.testing.assert_array_equal(output[~hole], image[~hole])
-  assert np.abs(output.astype(int) - _expected(generator, image, hole)).max() <= 1
+  expected = _expected(generator, image, hole)
+  assert np.abs(output.astype(int) - expected).max() <= 1
 
 
 def test_folder_cli_reports_bad_files_and_goes_on(weights, tmp_path):
@@ -122,7 +123,8 @@ def test_export_and_weights_give_the_same_result(generator, tmp_path):
         _write(tmp_path / "m.png", 255 - hole[..., None] * 255),
         str(tmp_path / name / "a.png")))
   module = inpaint.InpaintModule(generator)
-  from_module = lambda *args: module.serve_bytes(*args)["image_bytes"]  # noqa: E731
+  def from_module(*args):
+    return module.serve_bytes(*args)["image_bytes"]
   export.export(generator, str(tmp_path / "lbam" / "1"), warmup_sizes=())
   from_export = inpaint.load(str(tmp_path / "lbam" / "1"))
   for run, job in zip((from_module, from_export), jobs):

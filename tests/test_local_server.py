@@ -1,4 +1,4 @@
-"""serving/local_server.py on loopback: TF Serving's REST API, errors, concurrency."""
+"""serving/local_server.py on loopback: REST API, errors, concurrency."""
 
 import base64
 import concurrent.futures
@@ -305,7 +305,8 @@ def test_client_cli_folder_through_the_server(port, loaded, tmp_path):
 def test_grpc_without_its_package_says_what_to_install():
   from serving import client  # pylint: disable=g-import-not-at-top
   try:
-    import tensorflow_serving  # noqa: F401 pylint: disable=g-import-not-at-top,unused-import
+    # pylint: disable-next=g-import-not-at-top,unused-import
+    import tensorflow_serving  # noqa: F401
   except ImportError:
     with pytest.raises(ImportError, match="pip install tensorflow-serving-api"):
       client.GrpcClient()
