@@ -1,10 +1,12 @@
-"""Test-wide settings: quiet TF logs, two threads, deterministic seeds."""
+"""Test-wide settings (quiet TF logs, two threads, deterministic seeds) and
+fixtures shared by several test modules."""
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+import keras  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -16,3 +18,16 @@ tf.config.threading.set_inter_op_parallelism_threads(2)
 def _seed():
   tf.keras.utils.set_random_seed(1234)
   yield
+
+
+@pytest.fixture
+def mixed_bfloat16():
+  """Keras' global mixed_bfloat16 policy for one test, the previous one after.
+
+  The policy is global state: a test that left it set would build every later
+  model of the session in bfloat16.
+  """
+  previous = keras.mixed_precision.global_policy()
+  keras.mixed_precision.set_global_policy("mixed_bfloat16")
+  yield
+  keras.mixed_precision.set_global_policy(previous)

@@ -176,12 +176,8 @@ def test_gradient_penalty_gradients_flow(critic):
       assert np.abs(grad).max() > 0, path
 
 
-def test_scores_stay_float32_under_mixed_precision():
-  keras.mixed_precision.set_global_policy("mixed_bfloat16")
-  try:
-    model = critic_lib.build_critic()
-  finally:
-    keras.mixed_precision.set_global_policy("float32")
+def test_scores_stay_float32_under_mixed_precision(mixed_bfloat16):
+  model = critic_lib.build_critic()
   assert model.get_layer("global_conv1").compute_dtype == "bfloat16"
   image, mask = _batch(128, batch=1)
   scores = model({"image": image, "mask": mask}, training=False)

@@ -1,6 +1,5 @@
 """Tests for the functional LBAM generator (lbam_tf/generator.py)."""
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -204,12 +203,8 @@ def test_forward_only_has_no_reverse_maps():
   assert not any(layer.name.startswith("reverse") for layer in model.layers)
 
 
-def test_output_stays_float32_under_mixed_precision():
-  keras.mixed_precision.set_global_policy("mixed_bfloat16")
-  try:
-    model = generator_lib.build_generator()
-  finally:
-    keras.mixed_precision.set_global_policy("float32")
+def test_output_stays_float32_under_mixed_precision(mixed_bfloat16):
+  model = generator_lib.build_generator()
   assert model.get_layer("ec1").compute_dtype == "bfloat16"
   out = model(_inputs(batch=1), training=False)
   assert out.dtype == tf.float32
