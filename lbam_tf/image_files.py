@@ -2,8 +2,9 @@
 
 `python -m lbam_tf.inpaint` and `python -m serving.client` take the same
 `--image`, `--mask`, `--output` arguments, each a file or a folder; this module
-turns them into a list of jobs. It does not import TensorFlow, so the REST
-client starts in a fraction of a second.
+defines those flags, turns them into a list of jobs and reports the outcome.
+It does not import TensorFlow, so the REST client starts in a fraction of a
+second.
 
 Example:
 
@@ -13,6 +14,8 @@ Example:
 import dataclasses
 import os
 
+from absl import app
+from absl import flags
 from tqdm import tqdm
 
 #: File name endings read as images (the formats tf.io.decode_image reads).
@@ -99,6 +102,43 @@ def plan(image, mask, output):
   if not jobs and not problems:
     raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {image}")
   return jobs, problems
+
+
+def define_flags():
+  """Defines --image, --mask and --output, alike in every batch CLI."""
+  flags.DEFINE_string("image", None, "An image file, or a folder of images.")
+  flags.DEFINE_string(
+      "mask", None,
+      "A mask file (used for every image when --image is a folder), or a "
+      "folder with one mask per image, matched by file name stem.")
+  flags.DEFINE_string(
+      "output", None,
+      "The output PNG for one image, or a folder (created) receiving "
+      "<stem>.png per image.")
+  flags.mark_flags_as_required(["image", "mask", "output"])
+
+
+def plan_flags():
+  """`plan` of the flags from `define_flags`, raising app.UsageError.
+
+  absl prints a usage error with the flags' help, which names the remedy.
+  """
+  try:
+    return plan(flags.FLAGS.image, flags.FLAGS.mask, flags.FLAGS.output)
+  except ValueError as error:
+    raise app.UsageError(str(error))
+
+
+def report(written, failures):
+  """Prints each failure and the counts.
+
+  Returns:
+    The exit status: 1 if any image failed, else 0.
+  """
+  for path, message in failures:
+    print(f"FAILED {path}: {message}")
+  print(f"{len(written)} image(s) written, {len(failures)} failed")
+  return 1 if failures else 0
 
 
 def batches(items, batch_size):

@@ -320,15 +320,7 @@ def define_flags():
       "model", None,
       "What to run: a training model_dir, a .weights.h5 / .keras / .pth / .npz "
       "file, or a SavedModel export folder (<model_base_path>/<version>).")
-  flags.DEFINE_string("image", None, "An image file, or a folder of images.")
-  flags.DEFINE_string(
-      "mask", None,
-      "A mask file (used for every image when --image is a folder), or a "
-      "folder with one mask per image, matched by file name stem.")
-  flags.DEFINE_string(
-      "output", None,
-      "The output PNG for one image, or a folder (created) receiving "
-      "<stem>.png per image.")
+  image_files.define_flags()
   flags.DEFINE_enum("mask_polarity", "white", list(image_ops.POLARITIES),
                     "Which colour marks the holes in the mask files: white "
                     "(the reference code's masks) or black (NVIDIA's zip).")
@@ -338,23 +330,16 @@ def define_flags():
   flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS,
                        "Largest height*width accepted; bigger images are "
                        "reported and skipped.")
-  flags.mark_flags_as_required(["model", "image", "mask", "output"])
+  flags.mark_flag_as_required("model")
 
 
 def main(argv):
   del argv
-  try:
-    jobs, problems = image_files.plan(FLAGS.image, FLAGS.mask, FLAGS.output)
-  except ValueError as error:
-    raise app.UsageError(str(error))
+  jobs, problems = image_files.plan_flags()
   run = load(FLAGS.model, FLAGS.max_pixels)
   written, failures = inpaint_files(run, jobs, FLAGS.batch_size,
                                     FLAGS.mask_polarity)
-  failures = problems + failures
-  for path, message in failures:
-    print(f"FAILED {path}: {message}")
-  print(f"{len(written)} image(s) written, {len(failures)} failed")
-  return 1 if failures else 0
+  return image_files.report(written, problems + failures)
 
 
 if __name__ == "__main__":

@@ -156,14 +156,7 @@ def define_flags():
   Other programs (bench/serving.py, tests) import this module and have flags
   of their own.
   """
-  flags.DEFINE_string("image", None, "An image file, or a folder of images.")
-  flags.DEFINE_string(
-      "mask", None,
-      "A mask file (used for every image when --image is a folder), or a "
-      "folder with one mask per image, matched by file name stem.")
-  flags.DEFINE_string("output", None,
-                      "The output PNG for one image, or a folder (created) "
-                      "receiving <stem>.png per image.")
+  image_files.define_flags()
   flags.DEFINE_enum("protocol", "rest", ["rest", "grpc"],
                     "rest: TF Serving or serving.local_server; grpc: TF "
                     "Serving only, needs tensorflow-serving-api.")
@@ -175,15 +168,11 @@ def define_flags():
                     "Which colour marks the holes in the mask files.")
   flags.DEFINE_integer("batch_size", 4, "Images per request.")
   flags.DEFINE_integer("timeout", 300, "Seconds to wait for one request.")
-  flags.mark_flags_as_required(["image", "mask", "output"])
 
 
 def main(argv):
   del argv
-  try:
-    jobs, problems = image_files.plan(FLAGS.image, FLAGS.mask, FLAGS.output)
-  except ValueError as error:
-    raise app.UsageError(str(error))
+  jobs, problems = image_files.plan_flags()
   if FLAGS.protocol == "rest":
     client = RestClient(FLAGS.server or "http://127.0.0.1:8501",
                         FLAGS.model_name, FLAGS.timeout)
@@ -197,11 +186,7 @@ def main(argv):
     print(f"cannot reach {FLAGS.server or 'http://127.0.0.1:8501'}: "
           f"{error.reason}; is the server running?", file=sys.stderr)
     return 2
-  failures = problems + failures
-  for path, message in failures:
-    print(f"FAILED {path}: {message}")
-  print(f"{len(written)} image(s) written, {len(failures)} failed")
-  return 1 if failures else 0
+  return image_files.report(written, problems + failures)
 
 
 if __name__ == "__main__":
