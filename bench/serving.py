@@ -21,12 +21,8 @@ the difference is the price of the signature's extra work.
 import concurrent.futures
 import json
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -38,8 +34,7 @@ import tensorflow as tf  # noqa: E402
 from lbam_tf import generator as generator_lib  # noqa: E402
 from serving import client as client_lib  # noqa: E402
 from serving import export  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from serving import local_server  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("export_dir", None,
@@ -56,12 +51,6 @@ flags.DEFINE_bool("quick", False,
 flags.DEFINE_string("output_json", None, "Also write the figures here.")
 
 
-def _free_port():
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
 def _sample(size, seed=0):
   rng = np.random.default_rng(seed)
   image = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
@@ -76,36 +65,6 @@ def _png(array):
 
 def _percentile(values, q):
   return float(np.percentile(np.asarray(values) * 1000.0, q))
-
-
-def start_server(model_base_path, port, log):
-  server = subprocess.Popen(
-      [sys.executable, "-m", "serving.local_server",
-       f"--model_base_path={model_base_path}", f"--port={port}"],
-      cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-  deadline = time.monotonic() + 180
-  while True:
-    if server.poll() is not None:
-      raise RuntimeError(
-          f"server exited with {server.returncode}; see {log.name}")
-    try:
-      urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/lbam",
-                             timeout=5).close()
-      return server
-    except OSError:
-      if time.monotonic() > deadline:
-        server.kill()
-        raise RuntimeError("server did not answer within 180 s")
-      time.sleep(0.5)
-
-
-def stop_server(server):
-  server.terminate()
-  try:
-    server.wait(timeout=20)
-  except subprocess.TimeoutExpired:
-    server.kill()
-    server.wait(timeout=20)
 
 
 def rest_load(port, size, clients, requests):
@@ -184,19 +143,16 @@ def main(argv):
       export.export(generator, export_dir, warmup_sizes=())
     results = {"device": "cpu" if not tf.config.list_physical_devices("GPU")
                else "gpu", "rest": [], "overhead": []}
-    port = _free_port()
-    with open(os.path.join(tmp, "server.log"), "w") as log:
-      server = start_server(os.path.dirname(export_dir), port, log)
-      try:
-        for size in sizes:
-          for count in clients:
-            row = rest_load(port, size, count, requests)
-            results["rest"].append(row)
-            print(f"REST {size}x{size} clients={count}: p50 "
-                  f"{row['p50_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms, "
-                  f"{row['images_per_s']:.2f} images/s", flush=True)
-      finally:
-        stop_server(server)
+    with open(os.path.join(tmp, "server.log"), "w") as log, \
+        local_server.subprocess_server(os.path.dirname(export_dir),
+                                       log) as port:
+      for size in sizes:
+        for count in clients:
+          row = rest_load(port, size, count, requests)
+          results["rest"].append(row)
+          print(f"REST {size}x{size} clients={count}: p50 "
+                f"{row['p50_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms, "
+                f"{row['images_per_s']:.2f} images/s", flush=True)
     for size in sizes:
       row = overhead(generator, export_dir, size, repeats)
       results["overhead"].append(row)

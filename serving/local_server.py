@@ -24,13 +24,18 @@ request gets an error body and never stops the server.
 
 import base64
 import binascii
+import contextlib
 import http.server
 import json
 import os
 import re
 import signal
+import socket
+import subprocess
 import sys
 import threading
+import time
+import urllib.request
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -45,6 +50,7 @@ from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
 from lbam_tf import inpaint  # noqa: E402
 
 DEFAULT_SIGNATURE = "serving_default"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: TF Serving's canonical error code -> HTTP status (its http_rest_api_util).
 HTTP_STATUS = {
@@ -365,6 +371,68 @@ class Server(http.server.ThreadingHTTPServer):
     self.servable = servable
     self.max_request_bytes = max_request_bytes
     self.verbose = verbose
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _answers(port):
+  try:
+    urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/lbam",
+                           timeout=5).close()
+    return True
+  except OSError:
+    return False
+
+
+@contextlib.contextmanager
+def subprocess_server(model_base_path, log, args=(), timeout=180):
+  """This server in a child process on a free loopback port.
+
+  For tests and benchmarks, which must measure or probe a real server and
+  must never leave one running.
+
+  Args:
+    model_base_path: as --model_base_path.
+    log: an open file receiving the child's stdout and stderr.
+    args: more flags, e.g. ["--max_request_bytes=1024"].
+    timeout: seconds to wait for the first answer.
+
+  Yields:
+    The port, once GET /v1/models/lbam answers. On exit the child is
+    terminated, and killed if it has not stopped 20 s later.
+
+  Raises:
+    RuntimeError: the child exited, or did not answer within `timeout`; the
+      message carries the end of its log.
+  """
+  port = _free_port()
+  server = subprocess.Popen(
+      [sys.executable, "-m", "serving.local_server",
+       f"--model_base_path={model_base_path}", f"--port={port}", *args],
+      cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+  try:
+    deadline = time.monotonic() + timeout
+    while not _answers(port):
+      if server.poll() is not None or time.monotonic() > deadline:
+        log.flush()
+        with open(log.name) as f:
+          tail = f.read()[-2000:]
+        state = (f"exited with {server.returncode}" if server.poll() is not None
+                 else f"did not answer within {timeout} s")
+        raise RuntimeError(f"server {state}; {log.name} ends:\n{tail}")
+      time.sleep(0.5)
+    yield port
+  finally:
+    server.terminate()
+    try:
+      server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+      server.kill()
+      server.wait(timeout=20)
 
 
 FLAGS = flags.FLAGS

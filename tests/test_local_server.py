@@ -5,10 +5,8 @@ import concurrent.futures
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -16,17 +14,12 @@ import tensorflow as tf
 
 from lbam_tf import generator as generator_lib
 from serving import export
+from serving import local_server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_PIXELS = 256 * 256
 MAX_REQUEST_BYTES = 1 << 20
 TIMEOUT = 120
-
-
-def _free_port():
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
 
 
 def _call(port, method, path, body=None):
@@ -53,36 +46,11 @@ def model_base_path(tmp_path_factory):
 @pytest.fixture(scope="module")
 def port(model_base_path, tmp_path_factory):
   """A server subprocess, stopped (terminate, then kill) whatever happens."""
-  port = _free_port()
-  log = open(tmp_path_factory.mktemp("log") / "server.log", "w+")
-  server = subprocess.Popen(
-      [sys.executable, "-m", "serving.local_server",
-       f"--model_base_path={model_base_path}", f"--port={port}",
-       f"--max_request_bytes={MAX_REQUEST_BYTES}"],
-      cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-  try:
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-      if server.poll() is not None:
-        log.seek(0)
-        pytest.fail(f"server exited with {server.returncode}: {log.read()}")
-      try:
-        if _call(port, "GET", "/v1/models/lbam")[0] == 200:
-          break
-      except OSError:
-        pass
-      if time.monotonic() > deadline:
-        pytest.fail("server did not answer within the timeout")
-      time.sleep(0.5)
+  with open(tmp_path_factory.mktemp("log") / "server.log", "w") as log, \
+      local_server.subprocess_server(
+          model_base_path, log, [f"--max_request_bytes={MAX_REQUEST_BYTES}"],
+          timeout=TIMEOUT) as port:
     yield port
-  finally:
-    server.terminate()
-    try:
-      server.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-      server.kill()
-      server.wait(timeout=20)
-    log.close()
 
 
 @pytest.fixture(scope="module")
