@@ -285,6 +285,12 @@ def make_monitor(gan, manager, total_steps, model_dir, val_data, chief):
         manager.save(checkpoint_number=step)
         self.saved_step = step
 
+    def on_train_begin(self, logs=None):
+      # A fresh run's baseline, so the first validation figure is the
+      # untrained generator's.
+      if chief and val_data is not None and self.step() == 0:
+        self.validate(0)
+
     def on_train_batch_end(self, batch, logs=None):
       step = self.step()
       gan_lib.check_finite(logs or {}, step)

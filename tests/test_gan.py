@@ -120,9 +120,10 @@ def test_mirrored_two_replicas_match_one_device(tmp_path):
   assert any("momentum" in k for k in slots), slots
   for key in slots:
     one = results[f"one/slot/{key}"]
+    # The floor absorbs denormal noise in slots whose gradient is ~0.
     np.testing.assert_allclose(
         results[f"mirrored/slot/{key}"], one, rtol=1e-3,
-        atol=1e-3 * float(np.max(np.abs(one))), err_msg=key)
+        atol=1e-3 * float(np.max(np.abs(one))) + 1e-20, err_msg=key)
   moved = set()
   for part, learning_rate in (("g", 1e-4), ("c", 1e-5)):
     keys = [k.split("/", 2)[2] for k in results if k.startswith(f"one/{part}/")]
