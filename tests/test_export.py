@@ -1,6 +1,5 @@
 """serving/export.py: signatures, any size, bad requests, warm-up file."""
 
-import json
 import os
 import re
 import subprocess
@@ -9,13 +8,13 @@ import sys
 from google.protobuf import descriptor_pb2
 from google.protobuf import descriptor_pool
 from google.protobuf import message_factory
+import inpaint_reference
 import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
-from lbam_tf import generator as generator_lib
 from serving import export
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,22 +22,12 @@ MAX_PIXELS = 256 * 256
 
 
 @pytest.fixture(scope="module")
-def generator():
-  return generator_lib.build_generator()
-
-
-@pytest.fixture(scope="module")
-def export_dir(generator, tmp_path_factory):
+def export_dir(head_weights, tmp_path_factory):
   """The export CLI run once on a weights file, as a user would."""
-  tmp = tmp_path_factory.mktemp("export")
-  generator.save_weights(str(tmp / "g.weights.h5"))
-  (tmp / "config.json").write_text(
-      json.dumps({"variant": "head", "ablation": "none"}))
-  target = tmp / "lbam" / "1"
+  target = tmp_path_factory.mktemp("export") / "lbam" / "1"
   subprocess.run(
-      [sys.executable, "-m", "serving.export",
-       f"--weights={tmp / 'g.weights.h5'}", f"--export_dir={target}",
-       f"--max_pixels={MAX_PIXELS}"],
+      [sys.executable, "-m", "serving.export", f"--weights={head_weights}",
+       f"--export_dir={target}", f"--max_pixels={MAX_PIXELS}"],
       cwd=ROOT, check=True, timeout=300, capture_output=True)
   return str(target)
 
@@ -59,24 +48,6 @@ def _serve(loaded, images, masks, polarity="white"):
       mask_bytes=tf.constant([_png(m) for m in masks]),
       mask_polarity=tf.constant(polarity))["image_bytes"].numpy()
   return [tf.io.decode_png(x).numpy() for x in outputs]
-
-
-def _expected(generator, image, hole):
-  """Independent pipeline: numpy reflect pad, generator, crop, select, round.
-
-  Args:
-    image: uint8 [H, W, 3].
-    hole: bool [H, W], True = hole.
-  """
-  height, width = hole.shape
-  pad = [(0, -height % 128), (0, -width % 128)]
-  x = np.pad(image.astype(np.float32) / 255.0, pad + [(0, 0)], mode="reflect")
-  m = np.pad((~hole).astype(np.float32)[..., None], pad + [(0, 0)],
-             mode="reflect")
-  out = generator({"image": x[None], "mask": m[None]}, training=False)
-  out = np.asarray(out)[0, :height, :width]
-  out = np.round(np.clip(out, 0, 1) * 255).astype(np.uint8)
-  return np.where(hole[..., None], out, image)
 
 
 def _sample(height, width, seed=0):
@@ -120,7 +91,7 @@ def test_bytes_signature_any_size_known_pixels_exact(loaded, generator):
   (result,) = _serve(loaded, [image], [hole[..., None] * 255])
   assert result.shape == image.shape
   np.testing.assert_array_equal(result[~hole], image[~hole])
-  expected = _expected(generator, image, hole)
+  expected = inpaint_reference.expected(generator, image, hole)
   assert np.abs(result.astype(int) - expected).max() <= 1
 
 
@@ -132,7 +103,8 @@ def test_tensor_signature_any_size_known_pixels_exact(loaded, generator):
       mask=tf.constant((~hole).astype(np.float32)[None, ..., None]))["image"]
   result = result.numpy()[0]
   np.testing.assert_array_equal(result[~hole], x[~hole])
-  expected = _expected(generator, image, hole).astype(np.float32) / 255.0
+  expected = inpaint_reference.expected(generator, image, hole)
+  expected = expected.astype(np.float32) / 255.0
   assert np.abs(result - expected).max() <= 1.0 / 255.0 + 1e-6
 
 

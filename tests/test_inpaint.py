@@ -1,34 +1,19 @@
 """lbam_tf/inpaint.py: CLI on files and folders, per-file errors, exports."""
 
-import json
 import os
 import subprocess
 import sys
 
+import inpaint_reference
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from lbam_tf import generator as generator_lib
 from lbam_tf import image_files
 from lbam_tf import inpaint
 from serving import export
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def generator():
-  return generator_lib.build_generator()
-
-
-@pytest.fixture(scope="module")
-def weights(generator, tmp_path_factory):
-  folder = tmp_path_factory.mktemp("weights")
-  generator.save_weights(str(folder / "g.weights.h5"))
-  (folder / "config.json").write_text(
-      json.dumps({"variant": "head", "ablation": "none"}))
-  return str(folder / "g.weights.h5")
 
 
 def _sample(height, width, seed):
@@ -48,38 +33,26 @@ def _read(path):
   return tf.io.decode_image(open(path, "rb").read()).numpy()
 
 
-def _expected(generator, image, hole):
-  """Numpy reflect pad to 128, generator, crop, composite, round."""
-  height, width = hole.shape
-  pad = [(0, -height % 128), (0, -width % 128), (0, 0)]
-  x = np.pad(image.astype(np.float32) / 255.0, pad, mode="reflect")
-  m = np.pad((~hole).astype(np.float32)[..., None], pad, mode="reflect")
-  out = np.asarray(generator({"image": x[None], "mask": m[None]},
-                             training=False))[0, :height, :width]
-  out = np.round(np.clip(out, 0, 1) * 255).astype(np.uint8)
-  return np.where(hole[..., None], out, image)
-
-
 def _cli(*args):
   return subprocess.run(
       [sys.executable, "-m", "lbam_tf.inpaint", *args], cwd=ROOT,
       capture_output=True, text=True, timeout=300)
 
 
-def test_single_file_cli(weights, generator, tmp_path):
+def test_single_file_cli(head_weights, generator, tmp_path):
   image, hole = _sample(90, 140, seed=0)
-  result = _cli(f"--model={weights}",
+  result = _cli(f"--model={head_weights}",
                 f"--image={_write(tmp_path / 'a.png', image)}",
                 f"--mask={_write(tmp_path / 'm.png', hole[..., None] * 255)}",
                 f"--output={tmp_path / 'out' / 'a.png'}")
   assert result.returncode == 0, result.stderr
   output = _read(tmp_path / "out" / "a.png")
   np.testing.assert_array_equal(output[~hole], image[~hole])
-  expected = _expected(generator, image, hole)
+  expected = inpaint_reference.expected(generator, image, hole)
   assert np.abs(output.astype(int) - expected).max() <= 1
 
 
-def test_folder_cli_reports_bad_files_and_goes_on(weights, tmp_path):
+def test_folder_cli_reports_bad_files_and_goes_on(head_weights, tmp_path):
   images, masks = tmp_path / "images", tmp_path / "masks"
   images.mkdir()
   masks.mkdir()
@@ -95,8 +68,9 @@ def test_folder_cli_reports_bad_files_and_goes_on(weights, tmp_path):
   _write(masks / "wrong.png", np.zeros((10, 10, 1)))
   _write(images / "nomask.png", good["a"][0])
 
-  result = _cli(f"--model={weights}", f"--image={images}", f"--mask={masks}",
-                f"--output={tmp_path / 'out'}", "--batch_size=3")
+  result = _cli(f"--model={head_weights}", f"--image={images}",
+                f"--mask={masks}", f"--output={tmp_path / 'out'}",
+                "--batch_size=3")
   assert result.returncode == 1
   assert "3 image(s) written, 3 failed" in result.stdout
   failed = {line.split(":")[0].split("/")[-1]: line
