@@ -83,9 +83,7 @@ class AdaptiveAveragePooling(keras.layers.Layer):
 
   def __init__(self, grid=SCORE_GRID, **kwargs):
     super().__init__(**kwargs)
-    if not isinstance(grid, int) or grid <= 0:
-      raise ValueError(
-          f"AdaptiveAveragePooling grid={grid!r} must be a positive integer")
+    layers.check_positive_int("AdaptiveAveragePooling", "grid", grid)
     self.grid = grid
 
   def call(self, inputs):

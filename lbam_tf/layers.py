@@ -231,9 +231,13 @@ def _check_choice(owner, name, value, choices):
     raise ValueError(f"{owner} {name}={value!r} is not one of {choices}")
 
 
-def _check_filters(owner, filters):
-  if not isinstance(filters, int) or filters <= 0:
-    raise ValueError(f"{owner} filters={filters!r} must be a positive integer")
+def check_positive_int(owner, name, value):
+  """Raises a ValueError naming the layer, the argument and its value.
+
+  Shared with `critic`, whose layers take sizes too.
+  """
+  if not isinstance(value, int) or value <= 0:
+    raise ValueError(f"{owner} {name}={value!r} must be a positive integer")
 
 
 class _MaskBranch(keras.layers.Layer):
@@ -250,7 +254,7 @@ class _MaskBranch(keras.layers.Layer):
                **kwargs):
     super().__init__(**kwargs)
     owner = type(self).__name__
-    _check_filters(owner, filters)
+    check_positive_int(owner, "filters", filters)
     _check_choice(owner, "attention", attention, ATTENTIONS)
     _check_choice(owner, "mask_kernel_size", mask_kernel_size,
                   MASK_KERNEL_SIZES)
@@ -457,7 +461,7 @@ class DecoderBlock(keras.layers.Layer):
 
   def __init__(self, filters, batch_norm=False, **kwargs):
     super().__init__(**kwargs)
-    _check_filters(type(self).__name__, filters)
+    check_positive_int(type(self).__name__, "filters", filters)
     self.filters = filters
     self.batch_norm = bool(batch_norm)
     if self.batch_norm:
@@ -519,7 +523,7 @@ class TransposedConvOutput(keras.layers.Layer):
 
   def __init__(self, filters, **kwargs):
     super().__init__(**kwargs)
-    _check_filters(type(self).__name__, filters)
+    check_positive_int(type(self).__name__, "filters", filters)
     self.filters = filters
 
   def build(self, input_shape):
@@ -564,9 +568,7 @@ class InputSizeCheck(keras.layers.Layer):
 
   def __init__(self, multiple=image_ops.SIZE_MULTIPLE, **kwargs):
     super().__init__(**kwargs)
-    if not isinstance(multiple, int) or multiple <= 0:
-      raise ValueError(
-          f"InputSizeCheck multiple={multiple!r} must be a positive integer")
+    check_positive_int("InputSizeCheck", "multiple", multiple)
     self.multiple = multiple
 
   def call(self, inputs):
