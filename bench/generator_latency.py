@@ -29,7 +29,6 @@ Usage, on a quiet machine (the full run takes a few minutes):
 
 import os
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -47,6 +46,7 @@ from absl import flags  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import torch_reference  # noqa: E402
+from bench import timing  # noqa: E402
 from lbam_tf import convert  # noqa: E402
 from lbam_tf import generator as generator_lib  # noqa: E402
 from lbam_tf import metrics  # noqa: E402
@@ -77,27 +77,12 @@ flags.DEFINE_integer("seed", 0, "Seed of the random weights and the masks.")
 FLAGS = flags.FLAGS
 
 
-def timed_seconds(fn, repeats):
-  """Calls fn once to warm up, then `repeats` times: (median, min) wall time.
-
-  The median is the reported figure; the minimum, beside it, is the least
-  disturbed run when other processes share the cores.
-  """
-  fn()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return float(np.median(times)), float(np.min(times))
-
-
 def matmul_gflops(dtype, n, repeats):
   """Measured GFLOP/s of an n x n matmul, the practical compute limit."""
   a = tf.cast(tf.random.normal([n, n]), dtype)
   b = tf.cast(tf.random.normal([n, n]), dtype)
   matmul = tf.function(lambda: tf.matmul(a, b))
-  seconds, _ = timed_seconds(lambda: matmul().numpy(), repeats)
+  seconds, _ = timing.timed_seconds(lambda: matmul().numpy(), repeats)
   return 2 * n**3 / seconds / 1e9
 
 
@@ -221,7 +206,8 @@ def main(argv):
   runs = [(path, batch) for batch in batch_sizes for path in fns]
   for path, batch in tqdm.tqdm(runs, desc="timing", unit="run"):
     image, mask = sample_inputs(batch, FLAGS.size, FLAGS.seed)
-    seconds, fastest = timed_seconds(lambda: fns[path](image, mask), repeats)
+    seconds, fastest = timing.timed_seconds(lambda: fns[path](image, mask),
+                                            repeats)
     results[path, batch] = (seconds, fastest, fns[path](image, mask))
 
   header = (f"{'path':<11}{'batch':>6}{'median s':>10}{'min s':>8}"

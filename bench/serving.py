@@ -31,6 +31,7 @@ from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from bench import timing  # noqa: E402
 from lbam_tf import generator as generator_lib  # noqa: E402
 from serving import client as client_lib  # noqa: E402
 from serving import export  # noqa: E402
@@ -92,16 +93,6 @@ def rest_load(port, size, clients, requests):
           "images_per_s": len(latencies) / wall}
 
 
-def _best_of(function, repeats):
-  function()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    function()
-    times.append(time.perf_counter() - start)
-  return min(times)
-
-
 def overhead(generator, export_dir, size, repeats):
   """serving_default vs the bare generator at one size, best of `repeats`."""
   signature = tf.saved_model.load(export_dir).signatures["serving_default"]
@@ -115,10 +106,10 @@ def overhead(generator, export_dir, size, repeats):
   def bare(x, m):
     return generator({"image": x, "mask": m}, training=False)
 
-  signature_s = _best_of(lambda: signature(
+  _, signature_s = timing.timed_seconds(lambda: signature(
       image_bytes=image_bytes, mask_bytes=mask_bytes,
       mask_polarity=tf.constant("white"))["image_bytes"].numpy(), repeats)
-  bare_s = _best_of(lambda: bare(x, m).numpy(), repeats)
+  _, bare_s = timing.timed_seconds(lambda: bare(x, m).numpy(), repeats)
   return {"size": size, "signature_ms": signature_s * 1000,
           "bare_model_ms": bare_s * 1000,
           "overhead_ms": (signature_s - bare_s) * 1000,
