@@ -27,6 +27,7 @@ Usage, on a quiet machine (the full run takes a few minutes):
   .venv/bin/python bench/generator_latency.py --quick   # smoke run
 """
 
+import functools
 import os
 import sys
 
@@ -151,13 +152,7 @@ def forward_fns(fp32_generator):
     model = torch_reference.load_numpy_state_dict(
         torch_reference.Generator(options["variant"]).eval(),
         convert.generator_to_torch_state_dict(fp32_generator))
-
-    def torch_fn(image, mask):
-      with torch.no_grad():
-        out = model(torch.from_numpy(image.transpose(0, 3, 1, 2)),
-                    torch.from_numpy(mask.transpose(0, 3, 1, 2)))
-      return out.numpy().transpose(0, 2, 3, 1)
-    fns["torch"] = torch_fn
+    fns["torch"] = functools.partial(torch_reference.nhwc_output, model)
   if "fp32" in FLAGS.paths:
     fns["fp32"] = keras_fn(fp32_generator, False)
   if "fp32_xla" in FLAGS.paths:

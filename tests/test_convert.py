@@ -38,13 +38,6 @@ def _torch_model(weights, variant):
       torch_reference.Generator(variant).eval(), weights)
 
 
-def _torch_output(model, image, mask):
-  with torch.no_grad():
-    out = model(torch.from_numpy(image.transpose(0, 3, 1, 2)),
-                torch.from_numpy(mask.transpose(0, 3, 1, 2)))
-  return out.numpy().transpose(0, 2, 3, 1)
-
-
 def _inputs(batch, height, width, seed=0):
   rng = np.random.default_rng(seed)
   image = rng.uniform(size=(batch, height, width, 3)).astype(np.float32)
@@ -75,7 +68,7 @@ def test_outputs_match_the_pytorch_reference(converted, batch, height, width):
              if name.endswith(".a") and not 1.01 <= value <= 6.0]
   assert clamped, "random_state_dict should draw g_A values outside the clamp"
   image, mask = _inputs(batch, height, width)
-  want = _torch_output(torch_model, image, mask)
+  want = torch_reference.nhwc_output(torch_model, image, mask)
   got = generator({"image": image, "mask": mask}, training=False).numpy()
   assert want.std() > 0.05, "a flat output would make the comparison weak"
   assert got.shape == (batch, height, width, 3)
@@ -214,7 +207,8 @@ def test_cli_end_to_end(tmp_path):
   image, mask = _inputs(1, 128, 256)
   np.testing.assert_allclose(
       generator({"image": image, "mask": mask}, training=False).numpy(),
-      _torch_output(torch_model, image, mask), rtol=0, atol=PARITY_TOLERANCE)
+      torch_reference.nhwc_output(torch_model, image, mask), rtol=0,
+      atol=PARITY_TOLERANCE)
 
   npz = tmp_path / "back.npz"
   _run_cli("--input", weights_path, "--output", npz, "--to_reference")

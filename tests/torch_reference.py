@@ -252,6 +252,14 @@ def load_numpy_state_dict(module, weights):
   return module
 
 
+def nhwc_output(model, image, mask):
+  """`model(image, mask)` on NHWC numpy arrays, the Keras layout, to NHWC."""
+  with torch.no_grad():
+    out = model(torch.from_numpy(image.transpose(0, 3, 1, 2)),
+                torch.from_numpy(mask.transpose(0, 3, 1, 2)))
+  return out.numpy().transpose(0, 2, 3, 1)
+
+
 def _critic_column():
   layers = [_down_conv(3, 64, bias=True), nn.LeakyReLU(_LEAKY_SLOPE)]
   for in_channels, out_channels in ((64, 128), (128, 256), (256, 512),
