@@ -110,9 +110,7 @@ def _column(inputs, prefix, normalization):
         kernel_initializer=keras.initializers.RandomNormal(stddev=0.02))(x)
     if k > 1:
       if normalization == "batch":
-        # PyTorch BatchNorm2d defaults: eps 1e-5, momentum 0.1 (Keras: 0.9).
-        x = keras.layers.BatchNormalization(
-            epsilon=1e-5, momentum=0.9, name=f"{prefix}_norm{k}")(x)
+        x = layers.reference_batch_norm(f"{prefix}_norm{k}")(x)
       else:
         x = keras.layers.GroupNormalization(
             groups=1, epsilon=1e-5, name=f"{prefix}_norm{k}")(x)

@@ -226,6 +226,16 @@ def partial_conv_attention(convolved_mask):
   return ops.where(positive, 1.0 / safe, ops.zeros_like(convolved_mask))
 
 
+def reference_batch_norm(name, **kwargs):
+  """BatchNormalization with PyTorch BatchNorm2d's defaults, as the reference.
+
+  eps 1e-5 and PyTorch's momentum 0.1, which Keras writes as 0.9, so that
+  converted weights and running statistics behave as in the reference.
+  """
+  return keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name=name,
+                                         **kwargs)
+
+
 def _check_choice(owner, name, value, choices):
   if value not in choices:
     raise ValueError(f"{owner} {name}={value!r} is not one of {choices}")
@@ -352,9 +362,7 @@ class ForwardAttention(_MaskBranch):
     super().__init__(filters, attention, mask_kernel_size, **kwargs)
     self.batch_norm = bool(batch_norm)
     if self.batch_norm:
-      # PyTorch BatchNorm2d defaults: eps 1e-5, momentum 0.1 (Keras: 0.9).
-      self.bn = keras.layers.BatchNormalization(
-          epsilon=1e-5, momentum=0.9, name="bn", dtype=self.dtype_policy)
+      self.bn = reference_batch_norm("bn", dtype=self.dtype_policy)
 
   def build(self, input_shape):
     feature_shape, mask_shape = input_shape
@@ -465,8 +473,7 @@ class DecoderBlock(keras.layers.Layer):
     self.filters = filters
     self.batch_norm = bool(batch_norm)
     if self.batch_norm:
-      self.bn = keras.layers.BatchNormalization(
-          epsilon=1e-5, momentum=0.9, name="bn", dtype=self.dtype_policy)
+      self.bn = reference_batch_norm("bn", dtype=self.dtype_policy)
 
   def build(self, input_shape):
     if len(input_shape) not in (3, 4):
