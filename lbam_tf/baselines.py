@@ -46,12 +46,14 @@ def inpaint_batch(images, known_mask, method, radius=5):
   flag = METHODS[check_method(method)]
   images = np.asarray(images)
   if images.dtype != np.uint8:
-    raise ValueError(f"baselines take uint8 images, got {images.dtype}: scale [0, 1] floats "
-                     "by 255 and round first")
+    raise ValueError(
+        f"baselines take uint8 images, got {images.dtype}: scale [0, 1] floats "
+        "by 255 and round first")
   hole = np.asarray(known_mask).reshape(images.shape[:3]) < 0.5
   out = np.empty_like(images)
   for i, (image, hole_i) in enumerate(zip(images, hole)):
     masked = np.where(hole_i[..., None], 0, image).astype(np.uint8)
-    filled = cv2.inpaint(masked, hole_i.astype(np.uint8) * 255, float(radius), flag)
+    filled = cv2.inpaint(masked,
+                         hole_i.astype(np.uint8) * 255, float(radius), flag)
     out[i] = np.where(hole_i[..., None], filled, image)
   return out

@@ -1,4 +1,4 @@
-r"""The paper's Table 1 for any model, with OpenCV's Telea and Navier-Stokes beside it.
+r"""The paper's Table 1 for any model, with Telea and Navier-Stokes beside it.
 
 Pairs test images with masks deterministically (the seed shuffles both, the
 i-th image gets a mask of bin i mod 6, so every hole-ratio bin gets the same
@@ -52,18 +52,19 @@ _MODEL = flags.DEFINE_string(
     ".keras / .pth / .npz file. Give this or --ablation.")
 _ABLATION = flags.DEFINE_list(
     "ablation", None,
-    "Comma-separated model directories (or any --model kinds) evaluated side by "
-    "side on the same pairs, one column each: the paper's Table 2. Replaces "
-    "--model.")
+    "Comma-separated model directories (or any --model kinds) evaluated "
+    "side by side on the same pairs, one column each: the paper's Table 2. "
+    "Replaces --model.")
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None,
-    "Output folder of `python -m pipeline.preprocess`: its test images and test "
-    "masks are read. Give this or --image_dir with --mask_dir.")
+    "Output folder of `python -m pipeline.preprocess`: its test images and "
+    "test masks are read. Give this or --image_dir with --mask_dir.")
 _SPLIT = flags.DEFINE_enum(
     "split", "test", ["test", "val"],
     "With --data_dir: the image split. Masks always come from the test masks.")
 _IMAGE_DIR = flags.DEFINE_string(
-    "image_dir", None, "A folder of ground-truth images (png, jpg, ...) instead of --data_dir.")
+    "image_dir", None,
+    "A folder of ground-truth images (png, jpg, ...) instead of --data_dir.")
 _MASK_DIR = flags.DEFINE_string(
     "mask_dir", None,
     "A folder of mask images, paired with --image_dir images by the seed (not "
@@ -73,13 +74,15 @@ _MASK_POLARITY = flags.DEFINE_enum(
     "Which colour marks holes in --mask_dir files: white (the reference code's "
     "and the pipeline's masks) or black (NVIDIA's irregular mask zip).")
 _OUTPUT_DIR = flags.DEFINE_string(
-    "output_dir", "eval", "Folder (created) for results.md/.json/.csv and the PNGs.")
+    "output_dir", "eval",
+    "Folder (created) for results.md/.json/.csv and the PNGs.")
 _NUM_IMAGES = flags.DEFINE_integer(
     "num_images", 120,
     "How many images to evaluate (0 = all). On 2 CPU cores the generator takes "
     "about 0.5 s per 256x256 image.")
 _SEED = flags.DEFINE_integer(
-    "seed", 0, "Seed of the image-mask pairing: the same seed gives the same table.")
+    "seed", 0,
+    "Seed of the image-mask pairing: the same seed gives the same table.")
 _CROP_SIZE = flags.DEFINE_integer(
     "crop_size", 256,
     "Images are resized (shorter side) and centre-cropped to this square size, "
@@ -87,15 +90,17 @@ _CROP_SIZE = flags.DEFINE_integer(
     "paper uses 256.")
 _BATCH_SIZE = flags.DEFINE_integer(
     "batch_size", 8, "Pairs per generator call; lower it if memory runs out.")
-_NUM_EXAMPLES = flags.DEFINE_integer(
-    "num_examples", 4, "Rows per bin in the grid PNGs.")
+_NUM_EXAMPLES = flags.DEFINE_integer("num_examples", 4,
+                                     "Rows per bin in the grid PNGs.")
 _RADIUS = flags.DEFINE_integer(
-    "baseline_radius", 5, "Neighbourhood radius in pixels for Telea and Navier-Stokes.")
+    "baseline_radius", 5,
+    "Neighbourhood radius in pixels for Telea and Navier-Stokes.")
 _INCEPTION_WEIGHTS = flags.DEFINE_string(
     "inception_weights", None,
-    "A Keras InceptionV3 weights file without the top (e.g. inception_v3_weights_tf_dim_"
-    "ordering_tf_kernels_notop.h5) to also report FID over all pairs. Without it FID is "
-    "skipped (it cannot be downloaded here).")
+    "A Keras InceptionV3 weights file without the top (e.g. "
+    "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5) to also "
+    "report FID over all pairs. Without it FID is skipped (it cannot be "
+    "downloaded here).")
 
 #: Methods appended after the model(s) in every table.
 BASELINES = ("telea", "ns")
@@ -117,7 +122,7 @@ class Pair:
 
 @dataclasses.dataclass
 class Model:
-  """A method under evaluation: `inpaint(image, known)` -> composited float [B, S, S, 3]."""
+  """A method: `inpaint(image, known)` -> composited float [B, S, S, 3]."""
   label: str
   path: str
   kind: str
@@ -127,12 +132,14 @@ class Model:
 
 # ---------------------------------------------------------------- data
 
+
 def _resize_and_centre_crop(image, size):
   """Shorter side to `size` (area when shrinking), then the centre square."""
   height, width = image.shape[:2]
   scale = size / min(height, width)
   if scale != 1.0:
-    new_size = (max(size, round(width * scale)), max(size, round(height * scale)))
+    new_size = (max(size, round(width * scale)), max(size,
+                                                     round(height * scale)))
     interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
     image = cv2.resize(image, new_size, interpolation=interpolation)
     height, width = image.shape[:2]
@@ -141,7 +148,7 @@ def _resize_and_centre_crop(image, size):
 
 
 def _known_mask_at(known, size):
-  """A known mask [H, W, 1] resized to [size, size, 1] (nearest: stays binary)."""
+  """A known mask [H, W, 1] resized (nearest) to [size, size, 1]."""
   known = np.asarray(known, np.float32).reshape(known.shape[0], known.shape[1])
   if known.shape != (size, size):
     known = cv2.resize(known, (size, size), interpolation=cv2.INTER_NEAREST)
@@ -149,18 +156,22 @@ def _known_mask_at(known, size):
 
 
 def read_image_folder(image_dir, crop_size):
-  """[(file name, uint8 [S, S, 3])] for every image in `image_dir`, sorted by name."""
+  """[(file name, uint8 [S, S, 3])] for the images in `image_dir`, by name."""
   paths = image_files.list_images(image_dir)
   if not paths:
-    raise ValueError(f"no images ({', '.join(image_files.IMAGE_EXTENSIONS)}) in "
-                     f"--image_dir {image_dir}")
+    raise ValueError(
+        f"no images ({', '.join(image_files.IMAGE_EXTENSIONS)}) in "
+        f"--image_dir {image_dir}")
   images = []
   for path in paths:
     image = cv2.imread(path, cv2.IMREAD_COLOR)
     if image is None:
-      raise ValueError(f"cannot decode image {path}: remove it or convert it to PNG")
-    images.append((os.path.basename(path),
-                   _resize_and_centre_crop(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), crop_size)))
+      raise ValueError(
+          f"cannot decode image {path}: remove it or convert it to PNG")
+    images.append(
+        (os.path.basename(path),
+         _resize_and_centre_crop(cv2.cvtColor(image, cv2.COLOR_BGR2RGB),
+                                 crop_size)))
   return images
 
 
@@ -173,7 +184,8 @@ def read_mask_folder(mask_dir, polarity, crop_size):
   for path in paths:
     picture = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if picture is None:
-      raise ValueError(f"cannot decode mask {path}: remove it or convert it to PNG")
+      raise ValueError(
+          f"cannot decode mask {path}: remove it or convert it to PNG")
     if picture.dtype == np.uint16:
       picture = (picture // 257).astype(np.uint8)
     if picture.ndim == 2:
@@ -229,7 +241,8 @@ def pair_images_with_masks(images, masks, num_images, seed):
     seed: integer seed.
 
   Returns:
-    (pairs, dropped): a list of `Pair`, and the number of masks outside all bins.
+    (pairs, dropped): a list of `Pair`, and the number of masks outside all
+    bins.
   """
   rng = np.random.default_rng(seed)
   images = sorted(images, key=lambda item: item[0])
@@ -240,7 +253,8 @@ def pair_images_with_masks(images, masks, num_images, seed):
   by_bin = {}
   dropped = 0
   ratios = metrics.hole_ratio(np.stack([known for _, known in masks]))
-  for (key, known), ratio in sorted(zip(masks, ratios), key=lambda item: item[0][0]):
+  for (key, known), ratio in sorted(zip(masks, ratios),
+                                    key=lambda item: item[0][0]):
     index = metrics.hole_ratio_bin(ratio)
     if index < 0:
       dropped += 1
@@ -253,20 +267,25 @@ def pair_images_with_masks(images, masks, num_images, seed):
         "check --mask_polarity (white = hole) and the masks themselves")
   bins = sorted(by_bin)
   for index in bins:
-    by_bin[index] = [by_bin[index][i] for i in rng.permutation(len(by_bin[index]))]
+    by_bin[index] = [
+        by_bin[index][i] for i in rng.permutation(len(by_bin[index]))
+    ]
 
   pairs = []
   for i, (image_key, image) in enumerate(images):
     index = bins[i % len(bins)]
-    mask_key, known, ratio = by_bin[index][(i // len(bins)) % len(by_bin[index])]
+    mask_key, known, ratio = by_bin[index][(i // len(bins)) %
+                                           len(by_bin[index])]
     pairs.append(Pair(image_key, mask_key, image, known, ratio, index))
   return pairs, dropped
 
 
 # ---------------------------------------------------------------- models
 
+
 def _is_saved_model(path):
-  return os.path.isdir(path) and os.path.exists(os.path.join(path, "saved_model.pb"))
+  return os.path.isdir(path) and os.path.exists(
+      os.path.join(path, "saved_model.pb"))
 
 
 def _keras_inpainter(generator):
@@ -276,7 +295,11 @@ def _keras_inpainter(generator):
   def inpaint(image, known):
     padded_image, size = image_ops.pad_to_multiple(image)
     padded_known, _ = image_ops.pad_to_multiple(known)
-    output = generator({"image": padded_image, "mask": padded_known}, training=False)
+    output = generator({
+        "image": padded_image,
+        "mask": padded_known
+    },
+                       training=False)
     output = tf.clip_by_value(image_ops.crop_to(output, size), 0.0, 1.0)
     return image_ops.composite(output, image, known)
 
@@ -284,7 +307,7 @@ def _keras_inpainter(generator):
 
 
 def load_model(path, label):
-  """A `Model` for a SavedModel directory or anything `model_io.load_generator` reads."""
+  """A `Model` for a SavedModel or anything `model_io.load_generator` reads."""
   if not os.path.exists(path):
     raise FileNotFoundError(f"--model {path} does not exist")
   if _is_saved_model(path):
@@ -297,15 +320,18 @@ def load_model(path, label):
     def inpaint(image, known):
       # Looked up through `loaded` on every call, which keeps the SavedModel's
       # variables alive as long as this function.
-      output = loaded.signatures["inpaint_tensor"](image=image, mask=known)["image"]
+      output = loaded.signatures["inpaint_tensor"](image=image,
+                                                   mask=known)["image"]
       # The signature composites already; doing it here too pins known pixels
       # whatever the export did.
-      return image_ops.composite(tf.clip_by_value(output, 0.0, 1.0), image, known)
+      return image_ops.composite(tf.clip_by_value(output, 0.0, 1.0), image,
+                                 known)
 
     return Model(label, path, "SavedModel", {}, inpaint)
 
   generator = model_io.load_generator(path)
-  kind = "model_dir" if os.path.isdir(path) else os.path.splitext(path)[1].lstrip(".")
+  kind = "model_dir" if os.path.isdir(path) else os.path.splitext(
+      path)[1].lstrip(".")
   return Model(label, path, kind, convert.generator_options(generator),
                _keras_inpainter(generator))
 
@@ -313,7 +339,10 @@ def load_model(path, label):
 def _labels(paths):
   """Column names for --ablation: the directory names, made unique."""
   names = [os.path.basename(os.path.normpath(path)) or path for path in paths]
-  return [name if names.count(name) == 1 else f"{name}_{i}" for i, name in enumerate(names)]
+  return [
+      name if names.count(name) == 1 else f"{name}_{i}"
+      for i, name in enumerate(names)
+  ]
 
 
 def inception_features(weights_path):
@@ -324,39 +353,52 @@ def inception_features(weights_path):
   """
   if not os.path.exists(weights_path):
     raise FileNotFoundError(
-        f"--inception_weights {weights_path} does not exist: give a Keras InceptionV3 "
-        "no-top weights file, or drop the flag to skip FID")
-  model = keras.applications.InceptionV3(include_top=False, weights=weights_path,
-                                         pooling="avg", input_shape=(299, 299, 3))
+        f"--inception_weights {weights_path} does not exist: give a Keras "
+        "InceptionV3 no-top weights file, or drop the flag to skip FID")
+  model = keras.applications.InceptionV3(include_top=False,
+                                         weights=weights_path,
+                                         pooling="avg",
+                                         input_shape=(299, 299, 3))
 
   @tf.function(reduce_retracing=True)
   def features(images):
     resized = tf.image.resize(tf.cast(images, tf.float32), (299, 299))
-    return model(keras.applications.inception_v3.preprocess_input(resized), training=False)
+    return model(keras.applications.inception_v3.preprocess_input(resized),
+                 training=False)
 
   return features
 
 
 # ---------------------------------------------------------------- evaluation
 
+
 def _to_uint8(images):
-  return np.round(np.clip(np.asarray(images), 0.0, 1.0) * 255.0).astype(np.uint8)
+  return np.round(np.clip(np.asarray(images), 0.0, 1.0) * 255.0).astype(
+      np.uint8)
 
 
 def _scores(filled, truth):
-  """Per-image metrics of uint8 [B, S, S, 3] against uint8 truth, as float lists."""
+  """Per-image metrics of uint8 [B, S, S, 3] against uint8 truth, as lists."""
   filled = filled.astype(np.float32) / 255.0
   truth = truth.astype(np.float32) / 255.0
-  return {"psnr": metrics.psnr(filled, truth).numpy().tolist(),
-          "ssim": metrics.ssim(filled, truth).numpy().tolist(),
-          "l1_percent": metrics.l1_percent(filled, truth).numpy().tolist()}
+  return {
+      "psnr": metrics.psnr(filled, truth).numpy().tolist(),
+      "ssim": metrics.ssim(filled, truth).numpy().tolist(),
+      "l1_percent": metrics.l1_percent(filled, truth).numpy().tolist()
+  }
 
 
-def evaluate_pairs(pairs, models, batch_size, radius, num_examples, features_fn=None):
+def evaluate_pairs(pairs,
+                   models,
+                   batch_size,
+                   radius,
+                   num_examples,
+                   features_fn=None):
   """Inpaints every pair with every model and baseline and scores the results.
 
   Returns:
-    (scores, examples, seconds, features): scores[method] = {"psnr": [...], "ssim":
+    (scores, examples, seconds, features): scores[method] = {"psnr": [...],
+    "ssim":
     [...], "l1_percent": [...]} in pair order; examples[bin] = list of
     {method: uint8 image, "input", "mask", "truth"} for the first
     `num_examples` pairs of each bin; seconds[method] = time spent inpainting.
@@ -365,7 +407,13 @@ def evaluate_pairs(pairs, models, batch_size, radius, num_examples, features_fn=
     None without a `features_fn`.
   """
   methods = [model.label for model in models] + list(BASELINES)
-  scores = {method: {"psnr": [], "ssim": [], "l1_percent": []} for method in methods}
+  scores = {
+      method: {
+          "psnr": [],
+          "ssim": [],
+          "l1_percent": []
+      } for method in methods
+  }
   seconds = dict.fromkeys(methods, 0.0)
   examples = {}
   features = {name: [] for name in methods + ["truth"]} if features_fn else None
@@ -384,10 +432,13 @@ def evaluate_pairs(pairs, models, batch_size, radius, num_examples, features_fn=
         seconds[model.label] += time.perf_counter() - begin
       for method in BASELINES:
         begin = time.perf_counter()
-        outputs[method] = baselines.inpaint_batch(truth, known, method, radius=radius)
+        outputs[method] = baselines.inpaint_batch(truth,
+                                                  known,
+                                                  method,
+                                                  radius=radius)
         seconds[method] += time.perf_counter() - begin
       for method in methods:
-        # Known pixels come from the ground truth bit-exact, also after rounding.
+        # Known pixels come from the ground truth bit-exact, after rounding too.
         filled = np.where(known >= 0.5, truth, outputs[method])
         for name, values in _scores(filled, truth).items():
           scores[method][name].extend(values)
@@ -399,28 +450,40 @@ def evaluate_pairs(pairs, models, batch_size, radius, num_examples, features_fn=
         rows = examples.setdefault(pair.bin, [])
         if len(rows) < num_examples:
           hole = pair.known < 0.5
-          rows.append({"input": np.where(hole, 255, pair.image).astype(np.uint8),
-                       "mask": np.repeat(np.where(hole, 255, 0), 3, axis=-1).astype(np.uint8),
-                       "truth": pair.image,
-                       **{method: outputs[method][i] for method in methods}})
+          rows.append({
+              "input":
+                  np.where(hole, 255, pair.image).astype(np.uint8),
+              "mask":
+                  np.repeat(np.where(hole, 255, 0), 3,
+                            axis=-1).astype(np.uint8),
+              "truth":
+                  pair.image,
+              **{
+                  method: outputs[method][i] for method in methods
+              }
+          })
       progress.update(len(batch))
   if features is not None:
-    features = {name: np.concatenate(arrays) for name, arrays in features.items()}
+    features = {
+        name: np.concatenate(arrays) for name, arrays in features.items()
+    }
   return scores, examples, seconds, features
 
 
 def summarize(pairs, scores):
-  """table[method][bin label or ALL_BINS] = {"count", "psnr", "ssim", "l1_percent"}."""
+  """table[method][bin label or ALL_BINS] = {count, psnr, ssim, l1_percent}."""
   bins = np.array([pair.bin for pair in pairs])
   num_bins = len(metrics.HOLE_RATIO_EDGES) - 1
   table = {}
   for method, values in scores.items():
     rows = {}
-    for label, selected in ([(metrics.bin_label(b), bins == b) for b in range(num_bins)]
-                            + [(ALL_BINS, np.ones_like(bins, bool))]):
+    for label, selected in (
+        [(metrics.bin_label(b), bins == b) for b in range(num_bins)] +
+        [(ALL_BINS, np.ones_like(bins, bool))]):
       row = {"count": int(selected.sum())}
       for name, per_image in values.items():
-        row[name] = float(np.mean(np.array(per_image)[selected])) if selected.any() else None
+        row[name] = float(np.mean(
+            np.array(per_image)[selected])) if selected.any() else None
       rows[label] = row
     table[method] = rows
   return table
@@ -437,27 +500,39 @@ def _display(method):
 
 
 def markdown_table(table):
-  """Rows metric x bin, one column per method: the layout of the paper's Table 1."""
+  """Rows metric x bin, a column per method: the paper's Table 1 layout."""
   methods = list(table)
   bin_labels = list(next(iter(table.values())))
   counts = table[methods[0]]
-  lines = ["| Metric | Mask ratio | Images | " + " | ".join(map(_display, methods)) + " |",
-           "|---|---|---:|" + "---:|" * len(methods)]
+  lines = [
+      "| Metric | Mask ratio | Images | " + " | ".join(map(_display, methods)) +
+      " |", "|---|---|---:|" + "---:|" * len(methods)
+  ]
   for name, title, fmt in _METRIC_ROWS:
     for label in bin_labels:
-      cells = [fmt.format(table[m][label][name]) if table[m][label][name] is not None else "–"
-               for m in methods]
-      lines.append(f"| {title} | {label} | {counts[label]['count']} | " + " | ".join(cells) + " |")
+      cells = [
+          fmt.format(table[m][label][name])
+          if table[m][label][name] is not None else "–" for m in methods
+      ]
+      lines.append(f"| {title} | {label} | {counts[label]['count']} | " +
+                   " | ".join(cells) + " |")
   return "\n".join(lines)
 
 
 def ablation_table(table):
-  """Rows method, columns bin, cells PSNR/SSIM: the layout of the paper's Table 2."""
-  bin_labels = [label for label in next(iter(table.values())) if label != ALL_BINS]
-  lines = ["| Method | " + " | ".join(bin_labels) + " |", "|---|" + "---:|" * len(bin_labels)]
+  """Rows method, columns bin, cells PSNR/SSIM: the paper's Table 2 layout."""
+  bin_labels = [
+      label for label in next(iter(table.values())) if label != ALL_BINS
+  ]
+  lines = [
+      "| Method | " + " | ".join(bin_labels) + " |",
+      "|---|" + "---:|" * len(bin_labels)
+  ]
   for method, rows in table.items():
-    cells = [f"{rows[b]['psnr']:.2f}/{rows[b]['ssim']:.3f}" if rows[b]["count"] else "–"
-             for b in bin_labels]
+    cells = [
+        f"{rows[b]['psnr']:.2f}/{rows[b]['ssim']:.3f}"
+        if rows[b]["count"] else "–" for b in bin_labels
+    ]
     lines.append(f"| {_display(method)} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
@@ -465,15 +540,16 @@ def ablation_table(table):
 def _label_strip(width, text, height=24):
   # Light grey, so that white holes in the first row stand apart from it.
   strip = np.full((height, width, 3), 235, np.uint8)
-  cv2.putText(strip, text, (4, height - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
-              cv2.LINE_AA)
+  cv2.putText(strip, text, (4, height - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+              (0, 0, 0), 1, cv2.LINE_AA)
   return strip
 
 
 def write_grid(path, rows, columns):
-  """One row per example, one column per entry of `columns` (keys of a row), labelled on top."""
+  """A row per example, a column per key in `columns`, labelled on top."""
   size = rows[0]["truth"].shape[1]
-  header = np.concatenate([_label_strip(size, _display(c)) for c in columns], axis=1)
+  header = np.concatenate([_label_strip(size, _display(c)) for c in columns],
+                          axis=1)
   body = [np.concatenate([row[c] for c in columns], axis=1) for row in rows]
   grid = np.concatenate([header] + body, axis=0)
   cv2.imwrite(path, cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
@@ -481,16 +557,21 @@ def write_grid(path, rows, columns):
 
 #: Line colours (BGR) of the PSNR plot, one per method in order.
 _PLOT_COLOURS = ((180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214),
-                 (189, 103, 148), (75, 86, 140), (194, 119, 227), (127, 127, 127))
+                 (189, 103, 148), (75, 86, 140), (194, 119, 227), (127, 127,
+                                                                   127))
 
 
 def write_psnr_plot(path, table, width=760, height=460):
-  """PSNR per bin, one line per method, drawn with OpenCV (no plotting library)."""
-  bin_labels = [label for label in next(iter(table.values())) if label != ALL_BINS]
+  """PSNR per bin, a line per method, drawn with OpenCV (no matplotlib)."""
+  bin_labels = [
+      label for label in next(iter(table.values())) if label != ALL_BINS
+  ]
   values = [[rows[b]["psnr"] for b in bin_labels] for rows in table.values()]
   present = [v for line in values for v in line if v is not None]
-  low = np.floor(min(present)) - 1 if present else 0.0
-  step = max(1.0, np.ceil(((np.ceil(max(present)) + 1 if present else 1.0) - low) / 6))
+  low, high = (min(present), max(present)) if present else (0.0, 1.0)
+  # Six whole-dB steps or more, with a margin of at least 1 dB at both ends.
+  low = np.floor(low) - 1
+  step = max(1.0, np.ceil((np.ceil(high) + 1 - low) / 6))
   ticks = low + step * np.arange(7)
   high = ticks[-1]
   left, right, top, bottom = 70, 200, 40, 60
@@ -503,18 +584,21 @@ def write_psnr_plot(path, table, width=760, height=460):
   def y_of(value):
     return int(top + (high - value) / (high - low) * (height - top - bottom))
 
-  cv2.putText(canvas, "PSNR (dB) per hole-ratio bin", (left, 25), font, 0.6, (0, 0, 0), 1,
-              cv2.LINE_AA)
+  cv2.putText(canvas, "PSNR (dB) per hole-ratio bin", (left, 25), font, 0.6,
+              (0, 0, 0), 1, cv2.LINE_AA)
   for tick in ticks:
-    cv2.line(canvas, (left, y_of(tick)), (width - right, y_of(tick)), (225, 225, 225), 1)
-    cv2.putText(canvas, f"{tick:g}", (12, y_of(tick) + 4), font, 0.4, (0, 0, 0), 1,
-                cv2.LINE_AA)
-  cv2.rectangle(canvas, (left, top), (width - right, height - bottom), (0, 0, 0), 1)
+    cv2.line(canvas, (left, y_of(tick)), (width - right, y_of(tick)),
+             (225, 225, 225), 1)
+    cv2.putText(canvas, f"{tick:g}", (12, y_of(tick) + 4), font, 0.4, (0, 0, 0),
+                1, cv2.LINE_AA)
+  cv2.rectangle(canvas, (left, top), (width - right, height - bottom),
+                (0, 0, 0), 1)
   for i, label in enumerate(bin_labels):
-    cv2.putText(canvas, label, (x_of(i) - 30, height - bottom + 20), font, 0.4, (0, 0, 0), 1,
-                cv2.LINE_AA)
-  cv2.putText(canvas, "hole ratio", (left + (width - left - right) // 2 - 35, height - 12),
-              font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(canvas, label, (x_of(i) - 30, height - bottom + 20), font, 0.4,
+                (0, 0, 0), 1, cv2.LINE_AA)
+  cv2.putText(canvas, "hole ratio",
+              (left + (width - left - right) // 2 - 35, height - 12), font,
+              0.45, (0, 0, 0), 1, cv2.LINE_AA)
   for k, (method, line) in enumerate(zip(table, values)):
     colour = _PLOT_COLOURS[k % len(_PLOT_COLOURS)]
     points = [(x_of(i), y_of(v)) for i, v in enumerate(line) if v is not None]
@@ -523,63 +607,103 @@ def write_psnr_plot(path, table, width=760, height=460):
     for point in points:
       cv2.circle(canvas, point, 4, colour, -1, cv2.LINE_AA)
     legend_y = top + 10 + 22 * k
-    cv2.line(canvas, (width - right + 12, legend_y), (width - right + 40, legend_y), colour, 2)
-    cv2.putText(canvas, _display(method)[:18], (width - right + 46, legend_y + 5), font, 0.45,
-                (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.line(canvas, (width - right + 12, legend_y),
+             (width - right + 40, legend_y), colour, 2)
+    cv2.putText(canvas,
+                _display(method)[:18], (width - right + 46, legend_y + 5), font,
+                0.45, (0, 0, 0), 1, cv2.LINE_AA)
   cv2.imwrite(path, canvas)
 
 
-def write_results(output_dir, table, pairs, scores, examples, models, data, flag_values,
-                  seconds, fid, notes):
-  """Writes results.md, results.json, results.csv, grid_bin<k>.png and psnr_per_bin.png."""
+def write_results(output_dir, table, pairs, scores, examples, models, data,
+                  flag_values, seconds, fid, notes):
+  """Writes results.md/.json/.csv, grid_bin<k>.png and psnr_per_bin.png."""
   os.makedirs(output_dir, exist_ok=True)
   methods = list(table)
-  model_info = [{"label": m.label, "path": m.path, "kind": m.kind, **m.config} for m in models]
-  per_pair = [{"image": p.image_key, "mask": p.mask_key, "hole_ratio": p.hole_ratio,
-               "bin": metrics.bin_label(p.bin),
-               "metrics": {m: {name: scores[m][name][i] for name in scores[m]} for m in methods}}
-              for i, p in enumerate(pairs)]
+  model_info = [{
+      "label": m.label,
+      "path": m.path,
+      "kind": m.kind,
+      **m.config
+  } for m in models]
+  per_pair = [{
+      "image": p.image_key,
+      "mask": p.mask_key,
+      "hole_ratio": p.hole_ratio,
+      "bin": metrics.bin_label(p.bin),
+      "metrics": {
+          m: {
+              name: scores[m][name][i] for name in scores[m]
+          } for m in methods
+      }
+  } for i, p in enumerate(pairs)]
   seconds_per_image = {m: seconds[m] / max(len(pairs), 1) for m in methods}
   with open(os.path.join(output_dir, "results.json"), "w") as f:
-    json.dump({"models": model_info, "data": data, "flags": flag_values, "methods": methods,
-               "table": table, "fid": fid, "seconds_per_image": seconds_per_image,
-               "notes": notes,
-               "pairs": per_pair}, f, indent=1)
+    json.dump(
+        {
+            "models": model_info,
+            "data": data,
+            "flags": flag_values,
+            "methods": methods,
+            "table": table,
+            "fid": fid,
+            "seconds_per_image": seconds_per_image,
+            "notes": notes,
+            "pairs": per_pair
+        },
+        f,
+        indent=1)
 
   with open(os.path.join(output_dir, "results.csv"), "w", newline="") as f:
     writer = csv.writer(f)
     writer.writerow(["method", "bin", "count", "psnr", "ssim", "l1_percent"])
     for method, rows in table.items():
       for label, row in rows.items():
-        writer.writerow([method, label, row["count"], row["psnr"], row["ssim"],
-                         row["l1_percent"]])
+        writer.writerow([
+            method, label, row["count"], row["psnr"], row["ssim"],
+            row["l1_percent"]
+        ])
 
   command = "python -m lbam_tf.evaluate " + " ".join(
-      f"--{name}={','.join(map(str, value)) if isinstance(value, list) else value}"
-      for name, value in flag_values.items())
-  lines = ["# Evaluation", "",
-           "Per hole-ratio bin: PSNR, SSIM (Gaussian 11x11, sigma 1.5) and mean L1 (%) of the "
-           "composited 8-bit output against the ground truth, over all pixels of the "
-           f"{data['crop_size']}x{data['crop_size']} image, data range 1 (see README.md, "
-           "section evaluation). Means over the images of each bin.", "",
-           markdown_table(table), ""]
+      f"--{name}={','.join(map(str, v)) if isinstance(v, list) else v}"
+      for name, v in flag_values.items())
+  lines = [
+      "# Evaluation", "",
+      "Per hole-ratio bin: PSNR, SSIM (Gaussian 11x11, sigma 1.5) and mean "
+      "L1 (%) of the composited 8-bit output against the ground truth, over "
+      f"all pixels of the {data['crop_size']}x{data['crop_size']} image, data "
+      "range 1 (see README.md, section evaluation). Means over the images of "
+      "each bin.", "",
+      markdown_table(table), ""
+  ]
   if len(models) > 1:
-    lines += ["PSNR/SSIM per bin (the layout of the paper's Table 2):", "",
-              ablation_table(table), ""]
+    lines += [
+        "PSNR/SSIM per bin (the layout of the paper's Table 2):", "",
+        ablation_table(table), ""
+    ]
   if fid is not None:
-    lines += [f"FID over all {len(pairs)} pairs (composited outputs against the ground truth, "
-              "InceptionV3 pool features):", "",
-              "| | " + " | ".join(map(_display, methods)) + " |",
-              "|---|" + "---:|" * len(methods),
-              "| FID | " + " | ".join(f"{fid[m]:.2f}" for m in methods) + " |", ""]
+    lines += [
+        f"FID over all {len(pairs)} pairs (composited outputs against the "
+        "ground truth, InceptionV3 pool features):", "",
+        "| | " + " | ".join(map(_display, methods)) + " |",
+        "|---|" + "---:|" * len(methods),
+        "| FID | " + " | ".join(f"{fid[m]:.2f}" for m in methods) + " |", ""
+    ]
   lines += ["## Model", ""]
-  lines += [f"- `{m['label']}`: {m['kind']} `{m['path']}`"
-            + "".join(f", {k} `{m[k]}`" for k in ("variant", "ablation") if k in m)
-            for m in model_info]
+  lines += [
+      f"- `{m['label']}`: {m['kind']} `{m['path']}`" +
+      "".join(f", {k} `{m[k]}`"
+              for k in ("variant", "ablation")
+              if k in m)
+      for m in model_info
+  ]
   lines += ["", "## Data", ""]
   lines += [f"- {key}: `{value}`" for key, value in data.items()]
   lines += ["", "## Flags", "", f"`{command}`", "", "## Time", ""]
-  lines += [f"- {_display(m)}: {seconds_per_image[m]:.3f} s per image" for m in methods]
+  lines += [
+      f"- {_display(m)}: {seconds_per_image[m]:.3f} s per image"
+      for m in methods
+  ]
   lines += ["", "## Notes", ""] + [f"- {note}" for note in notes]
   with open(os.path.join(output_dir, "results.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
@@ -590,10 +714,23 @@ def write_results(output_dir, table, pairs, scores, examples, models, data, flag
   write_psnr_plot(os.path.join(output_dir, "psnr_per_bin.png"), table)
 
 
-def run(model_paths, output_dir, *, data_dir=None, split="test", image_dir=None, mask_dir=None,
-        mask_polarity="white", num_images=120, seed=0, crop_size=256, batch_size=8,
-        num_examples=4, radius=5, inception_weights=None, labels=None):
-  """Evaluates `model_paths` (one, or several for an ablation) and writes the outputs.
+def run(model_paths,
+        output_dir,
+        *,
+        data_dir=None,
+        split="test",
+        image_dir=None,
+        mask_dir=None,
+        mask_polarity="white",
+        num_images=120,
+        seed=0,
+        crop_size=256,
+        batch_size=8,
+        num_examples=4,
+        radius=5,
+        inception_weights=None,
+        labels=None):
+  """Evaluates `model_paths` (one, or several: an ablation), writes the outputs.
 
   Args:
     model_paths: list of paths, each anything `load_model` reads.
@@ -609,9 +746,11 @@ def run(model_paths, output_dir, *, data_dir=None, split="test", image_dir=None,
     The parsed results.json as a dict.
   """
   if (data_dir is None) == (image_dir is None):
-    raise ValueError("give either --data_dir or --image_dir (with --mask_dir), not both or neither")
+    raise ValueError("give either --data_dir or --image_dir (with --mask_dir), "
+                     "not both or neither")
   if image_dir is not None and mask_dir is None:
-    raise ValueError("--image_dir needs --mask_dir: a folder of masks to pair the images with")
+    raise ValueError("--image_dir needs --mask_dir: a folder of masks to pair "
+                     "the images with")
   if crop_size < metrics.SSIM_FILTER_SIZE:
     raise ValueError(f"--crop_size {crop_size} is smaller than the SSIM window "
                      f"{metrics.SSIM_FILTER_SIZE}: use 128 or more")
@@ -620,14 +759,27 @@ def run(model_paths, output_dir, *, data_dir=None, split="test", image_dir=None,
   if labels is None:
     labels = ["ours"] if len(model_paths) == 1 else _labels(model_paths)
   # The equivalent command line, recorded in results.md and results.json.
-  flag_values = {"model": model_paths[0]} if len(model_paths) == 1 else {"ablation": model_paths}
-  flag_values.update(
-      data_dir=data_dir, split=split if data_dir else None, image_dir=image_dir,
-      mask_dir=mask_dir, mask_polarity=mask_polarity if mask_dir else None,
-      output_dir=output_dir, num_images=num_images, seed=seed, crop_size=crop_size,
-      batch_size=batch_size, num_examples=num_examples, baseline_radius=radius,
-      inception_weights=inception_weights)
-  flag_values = {name: value for name, value in flag_values.items() if value is not None}
+  flag_values = {
+      "model": model_paths[0]
+  } if len(model_paths) == 1 else {
+      "ablation": model_paths
+  }
+  flag_values.update(data_dir=data_dir,
+                     split=split if data_dir else None,
+                     image_dir=image_dir,
+                     mask_dir=mask_dir,
+                     mask_polarity=mask_polarity if mask_dir else None,
+                     output_dir=output_dir,
+                     num_images=num_images,
+                     seed=seed,
+                     crop_size=crop_size,
+                     batch_size=batch_size,
+                     num_examples=num_examples,
+                     baseline_radius=radius,
+                     inception_weights=inception_weights)
+  flag_values = {
+      name: value for name, value in flag_values.items() if value is not None
+  }
 
   if data_dir is not None:
     images, masks = read_data_dir(data_dir, split, crop_size)
@@ -635,39 +787,61 @@ def run(model_paths, output_dir, *, data_dir=None, split="test", image_dir=None,
   else:
     images = read_image_folder(image_dir, crop_size)
     masks = read_mask_folder(mask_dir, mask_polarity, crop_size)
-    data = {"image_dir": image_dir, "mask_dir": mask_dir, "mask_polarity": mask_polarity}
+    data = {
+        "image_dir": image_dir,
+        "mask_dir": mask_dir,
+        "mask_polarity": mask_polarity
+    }
   pairs, dropped = pair_images_with_masks(images, masks, num_images, seed)
-  data.update({"images_available": len(images), "masks_available": len(masks),
-               "masks_outside_bins": dropped, "pairs": len(pairs), "seed": seed,
-               "crop_size": crop_size})
+  data.update({
+      "images_available": len(images),
+      "masks_available": len(masks),
+      "masks_outside_bins": dropped,
+      "pairs": len(pairs),
+      "seed": seed,
+      "crop_size": crop_size
+  })
 
   models = [load_model(path, label) for path, label in zip(model_paths, labels)]
-  features_fn = inception_features(inception_weights) if inception_weights else None
-  scores, examples, seconds, features = evaluate_pairs(
-      pairs, models, batch_size, radius, num_examples, features_fn)
+  features_fn = inception_features(
+      inception_weights) if inception_weights else None
+  scores, examples, seconds, features = evaluate_pairs(pairs, models,
+                                                       batch_size, radius,
+                                                       num_examples,
+                                                       features_fn)
   table = summarize(pairs, scores)
   fid = None
   if features is not None:
-    fid = {method: metrics.frechet_distance(features[method], features["truth"])
-           for method in table}
+    fid = {
+        method: metrics.frechet_distance(features[method], features["truth"])
+        for method in table
+    }
   notes = [
-      "LPIPS: not computed (its network weights cannot be downloaded here and it is not part "
-      "of this build); no number is given rather than a made-up one.",
-      (f"FID from --inception_weights {inception_weights} over {len(pairs)} pairs: with fewer "
-       "pairs than the 2048 feature dimensions it is biased upwards; compare methods within "
-       "this run only." if fid else
-       "FID: not computed; give --inception_weights (a Keras InceptionV3 no-top weights file) "
-       "to add it. No number is given rather than a made-up one."),
+      "LPIPS: not computed (its network weights cannot be downloaded here "
+      "and it is not part of this build); no number is given rather than a "
+      "made-up one.",
+      (f"FID from --inception_weights {inception_weights} over {len(pairs)} "
+       "pairs: with fewer pairs than the 2048 feature dimensions it is biased "
+       "upwards; compare methods within this run only." if fid else
+       "FID: not computed; give --inception_weights (a Keras InceptionV3 "
+       "no-top weights file) to add it. No number is given rather than a "
+       "made-up one."),
       f"{dropped} of {len(masks)} masks had a hole ratio outside "
-      f"({metrics.HOLE_RATIO_EDGES[0]}, {metrics.HOLE_RATIO_EDGES[-1]}] and were not used.",
+      f"({metrics.HOLE_RATIO_EDGES[0]}, {metrics.HOLE_RATIO_EDGES[-1]}] and "
+      "were not used.",
   ]
-  empty = [metrics.bin_label(b) for b in range(len(metrics.HOLE_RATIO_EDGES) - 1)
-           if not table[labels[0]][metrics.bin_label(b)]["count"]]
+  empty = [
+      metrics.bin_label(b)
+      for b in range(len(metrics.HOLE_RATIO_EDGES) - 1)
+      if not table[labels[0]][metrics.bin_label(b)]["count"]
+  ]
   if empty:
     notes.append(f"No masks, hence no images, in bins {', '.join(empty)}.")
   if len(pairs) < 30 * (len(metrics.HOLE_RATIO_EDGES) - 1):
-    notes.append(f"Only {len(pairs)} pairs (fewer than 30 per bin): per-bin means of so few "
-                 "images change with the seed; compare methods within this table, not across runs.")
+    notes.append(
+        f"Only {len(pairs)} pairs (fewer than 30 per bin): per-bin means of "
+        "so few images change with the seed; compare methods within this "
+        "table, not across runs.")
   write_results(output_dir, table, pairs, scores, examples, models, data,
                 flag_values, seconds, fid, notes)
   with open(os.path.join(output_dir, "results.json")) as f:
@@ -676,14 +850,24 @@ def run(model_paths, output_dir, *, data_dir=None, split="test", image_dir=None,
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments {argv[1:]}: every input is a --flag")
+    raise app.UsageError(
+        f"unexpected arguments {argv[1:]}: every input is a --flag")
   if (_MODEL.value is None) == (_ABLATION.value is None):
-    raise app.UsageError("give --model (one model) or --ablation (several), exactly one of them")
-  run([_MODEL.value] if _MODEL.value else _ABLATION.value, _OUTPUT_DIR.value,
-      data_dir=_DATA_DIR.value, split=_SPLIT.value, image_dir=_IMAGE_DIR.value,
-      mask_dir=_MASK_DIR.value, mask_polarity=_MASK_POLARITY.value,
-      num_images=_NUM_IMAGES.value, seed=_SEED.value, crop_size=_CROP_SIZE.value,
-      batch_size=_BATCH_SIZE.value, num_examples=_NUM_EXAMPLES.value, radius=_RADIUS.value,
+    raise app.UsageError(
+        "give --model (one model) or --ablation (several), exactly one of them")
+  run([_MODEL.value] if _MODEL.value else _ABLATION.value,
+      _OUTPUT_DIR.value,
+      data_dir=_DATA_DIR.value,
+      split=_SPLIT.value,
+      image_dir=_IMAGE_DIR.value,
+      mask_dir=_MASK_DIR.value,
+      mask_polarity=_MASK_POLARITY.value,
+      num_images=_NUM_IMAGES.value,
+      seed=_SEED.value,
+      crop_size=_CROP_SIZE.value,
+      batch_size=_BATCH_SIZE.value,
+      num_examples=_NUM_EXAMPLES.value,
+      radius=_RADIUS.value,
       inception_weights=_INCEPTION_WEIGHTS.value)
   with open(os.path.join(_OUTPUT_DIR.value, "results.md")) as f:
     sys.stdout.write(f.read())

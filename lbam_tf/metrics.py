@@ -71,12 +71,12 @@ def psnr(output, target, max_val=1.0):
   output, target = _as_float_pair(output, target)
   mse = tf.reduce_mean(tf.square(output - target), axis=[1, 2, 3])
   # log10(x / 0) is +inf, never NaN, so the cap is applied without a branch.
-  value = 10.0 * tf.math.log(float(max_val) ** 2 / mse) / tf.math.log(10.0)
+  value = 10.0 * tf.math.log(float(max_val)**2 / mse) / tf.math.log(10.0)
   return tf.minimum(value, PSNR_CAP_DB)
 
 
 def ssim(output, target, max_val=1.0):
-  """Structural similarity per image (Gaussian 11x11, sigma 1.5, K1 0.01, K2 0.03).
+  """Structural similarity per image, Gaussian 11x11 window, sigma 1.5.
 
   Args:
     output: [B, H, W, C] images, H and W at least SSIM_FILTER_SIZE.
@@ -88,13 +88,17 @@ def ssim(output, target, max_val=1.0):
     over channels.
   """
   output, target = _as_float_pair(output, target)
-  return tf.image.ssim(
-      output, target, max_val=float(max_val), filter_size=SSIM_FILTER_SIZE,
-      filter_sigma=SSIM_FILTER_SIGMA, k1=SSIM_K1, k2=SSIM_K2)
+  return tf.image.ssim(output,
+                       target,
+                       max_val=float(max_val),
+                       filter_size=SSIM_FILTER_SIZE,
+                       filter_sigma=SSIM_FILTER_SIGMA,
+                       k1=SSIM_K1,
+                       k2=SSIM_K2)
 
 
 def l1_percent(output, target, max_val=1.0):
-  """Mean absolute error per image over all pixels and channels, in % of max_val.
+  """Mean absolute error per image over all pixels and channels, % of max_val.
 
   Args:
     output: [B, H, W, C] images.
@@ -105,7 +109,8 @@ def l1_percent(output, target, max_val=1.0):
     float32 [B].
   """
   output, target = _as_float_pair(output, target)
-  return 100.0 * tf.reduce_mean(tf.abs(output - target), axis=[1, 2, 3]) / float(max_val)
+  return 100.0 * tf.reduce_mean(tf.abs(output - target),
+                                axis=[1, 2, 3]) / float(max_val)
 
 
 def hole_ratio(mask):
@@ -120,7 +125,7 @@ def hole_ratio(mask):
 
 
 def hole_ratio_bin(ratio, edges=HOLE_RATIO_EDGES):
-  """Index of the bin (edges[i], edges[i + 1]] holding `ratio`, or -1 outside all bins.
+  """Index of the bin (edges[i], edges[i + 1]] holding `ratio`, else -1.
 
   Args:
     ratio: a hole ratio in [0, 1] (a float or an array of them).
@@ -132,7 +137,8 @@ def hole_ratio_bin(ratio, edges=HOLE_RATIO_EDGES):
   """
   edges = np.asarray(edges, dtype=np.float64)
   # side="left" puts a ratio equal to an edge in the bin that edge closes.
-  index = np.searchsorted(edges, np.asarray(ratio, dtype=np.float64), side="left") - 1
+  index = np.searchsorted(
+      edges, np.asarray(ratio, dtype=np.float64), side="left") - 1
   index = np.where((index < 0) | (index >= len(edges) - 1), -1, index)
   return int(index) if np.ndim(index) == 0 else index
 
@@ -143,7 +149,9 @@ def bin_label(index, edges=HOLE_RATIO_EDGES):
 
 
 def frechet_distance(features_a, features_b):
-  """Fréchet distance between Gaussians fitted to two feature sets (FID on Inception pool features).
+  """Fréchet distance between Gaussians fitted to two feature sets (FID).
+
+  FID when the features are InceptionV3 pool features.
 
   d = |mu_a - mu_b|^2 + tr(C_a) + tr(C_b) - 2 tr((C_a C_b)^(1/2)) (Heusel et
   al. 2017), with unbiased sample covariances, in float64.
@@ -158,9 +166,11 @@ def frechet_distance(features_a, features_b):
   """
   a = np.asarray(features_a, np.float64)
   b = np.asarray(features_b, np.float64)
-  if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
+  if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(
+      len(a), len(b)) < 2:
     raise ValueError(
-        f"frechet_distance needs two [N, D] feature sets with N >= 2 and the same D, got "
+        f"frechet_distance needs two [N, D] feature sets with N >= 2 and the "
+        f"same D, got "
         f"shapes {a.shape} and {b.shape}")
   # C_a = X_a^T X_a and C_b = X_b^T X_b with these centred, scaled samples.
   x_a = (a - a.mean(0)) / np.sqrt(len(a) - 1)
@@ -176,6 +186,8 @@ def frechet_distance(features_a, features_b):
     values, vectors = np.linalg.eigh(cov_a)
     root_a = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
     inner = root_a @ cov_b @ root_a
-    trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0.0, None)).sum()
-  return float(np.sum(np.square(a.mean(0) - b.mean(0))) + np.sum(x_a ** 2) + np.sum(x_b ** 2)
-               - 2.0 * trace_sqrt)
+    trace_sqrt = np.sqrt(
+        np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0.0, None)).sum()
+  return float(
+      np.sum(np.square(a.mean(0) - b.mean(0))) + np.sum(x_a**2) +
+      np.sum(x_b**2) - 2.0 * trace_sqrt)

@@ -1,4 +1,4 @@
-"""OpenCV baselines: they fill holes, keep known pixels, and beat a trivial fill."""
+"""OpenCV baselines: they fill holes, keep known pixels, beat a trivial fill."""
 
 import numpy as np
 import pytest
@@ -54,7 +54,8 @@ def test_hole_pixels_are_never_read(method):
   known = _square_hole_mask()
   hole = known[..., 0] < 0.5
   scribbled = images.copy()
-  scribbled[hole] = np.random.default_rng(0).integers(0, 256, scribbled[hole].shape)
+  scribbled[hole] = np.random.default_rng(0).integers(0, 256,
+                                                      scribbled[hole].shape)
   np.testing.assert_array_equal(
       baselines.inpaint_batch(scribbled, known, method),
       baselines.inpaint_batch(images, known, method))

@@ -1,4 +1,4 @@
-"""Metrics against values computed independently: by hand, by formula, by numpy."""
+"""Metrics against values computed independently: by hand, formula, numpy."""
 
 import math
 
@@ -19,7 +19,7 @@ def _numpy_ssim(x, y, max_val):
   only, biased (window-weighted) variances, per channel then averaged.
   """
   taps = np.arange(11, dtype=np.float64) - 5.0
-  g = np.exp(-taps ** 2 / (2 * 1.5 ** 2))
+  g = np.exp(-taps**2 / (2 * 1.5**2))
   g /= g.sum()
 
   def blur(a):  # a: [H, W], valid correlation with g along both axes.
@@ -28,18 +28,19 @@ def _numpy_ssim(x, y, max_val):
     cols = np.stack([a[:, j:j + a.shape[1] - 10] for j in range(11)], 0)
     return np.tensordot(g, cols, axes=1)
 
-  c1, c2 = (0.01 * max_val) ** 2, (0.03 * max_val) ** 2
+  c1, c2 = (0.01 * max_val)**2, (0.03 * max_val)**2
   per_image = []
   for xi, yi in zip(x.astype(np.float64), y.astype(np.float64)):
     per_channel = []
     for c in range(xi.shape[-1]):
       a, b = xi[..., c], yi[..., c]
       mu_a, mu_b = blur(a), blur(b)
-      var_a = blur(a * a) - mu_a ** 2
-      var_b = blur(b * b) - mu_b ** 2
+      var_a = blur(a * a) - mu_a**2
+      var_b = blur(b * b) - mu_b**2
       cov = blur(a * b) - mu_a * mu_b
-      ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / (
-          (mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+      ssim_map = ((2 * mu_a * mu_b + c1) *
+                  (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) *
+                                     (var_a + var_b + c2))
       per_channel.append(ssim_map.mean())
     per_image.append(np.mean(per_channel))
   return np.array(per_image)
@@ -53,7 +54,8 @@ def test_identical_images_give_capped_psnr_ssim_one_l1_zero():
 
 
 def test_constant_offset_gives_psnr_and_l1_by_hand():
-  # An offset of 0.05 everywhere: MSE = 0.0025, PSNR = 20 log10(1 / 0.05) = 26.0206 dB,
+  # An offset of 0.05 everywhere: MSE = 0.0025,
+  # PSNR = 20 log10(1 / 0.05) = 26.0206 dB,
   # mean L1 = 5 %.
   x = np.full((1, 32, 32, 3), 0.4, np.float32)
   y = x + np.float32(0.05)
@@ -62,27 +64,38 @@ def test_constant_offset_gives_psnr_and_l1_by_hand():
 
 
 def test_gaussian_noise_psnr_matches_formula():
-  # Noise of standard deviation 0.02: expected PSNR 10 log10(1 / 0.02^2) = 33.98 dB,
+  # Noise of standard deviation 0.02:
+  # expected PSNR 10 log10(1 / 0.02^2) = 33.98 dB,
   # exactly 10 log10(1 / MSE) for the noise actually drawn.
   rng = np.random.default_rng(1)
   x = np.full((3, 128, 128, 3), 0.5, np.float32)
   noise = rng.normal(0.0, 0.02, x.shape).astype(np.float32)
   y = x + noise
   mse = np.mean(np.square(noise.astype(np.float64)), axis=(1, 2, 3))
-  np.testing.assert_allclose(metrics.psnr(y, x).numpy(), 10 * np.log10(1.0 / mse), atol=1e-3)
+  np.testing.assert_allclose(metrics.psnr(y, x).numpy(),
+                             10 * np.log10(1.0 / mse),
+                             atol=1e-3)
   # 49,152 samples per image: the sample MSE is within 3 % (0.13 dB) at 5 sigma.
-  np.testing.assert_allclose(metrics.psnr(y, x).numpy(), 10 * math.log10(1 / 0.02 ** 2), atol=0.15)
+  np.testing.assert_allclose(metrics.psnr(y, x).numpy(),
+                             10 * math.log10(1 / 0.02**2),
+                             atol=0.15)
 
 
 def test_uint8_range_gives_the_same_values_as_unit_range():
   rng = np.random.default_rng(2)
   a = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
-  b = np.clip(a.astype(np.int32) + rng.integers(-20, 21, a.shape), 0, 255).astype(np.uint8)
+  b = np.clip(a.astype(np.int32) + rng.integers(-20, 21, a.shape), 0,
+              255).astype(np.uint8)
   fa, fb = a / 255.0, b / 255.0
-  np.testing.assert_allclose(metrics.psnr(a, b, 255).numpy(), metrics.psnr(fa, fb).numpy(), rtol=1e-5)
-  np.testing.assert_allclose(metrics.ssim(a, b, 255).numpy(), metrics.ssim(fa, fb).numpy(), atol=1e-5)
-  np.testing.assert_allclose(
-      metrics.l1_percent(a, b, 255).numpy(), metrics.l1_percent(fa, fb).numpy(), rtol=1e-5)
+  np.testing.assert_allclose(metrics.psnr(a, b, 255).numpy(),
+                             metrics.psnr(fa, fb).numpy(),
+                             rtol=1e-5)
+  np.testing.assert_allclose(metrics.ssim(a, b, 255).numpy(),
+                             metrics.ssim(fa, fb).numpy(),
+                             atol=1e-5)
+  np.testing.assert_allclose(metrics.l1_percent(a, b, 255).numpy(),
+                             metrics.l1_percent(fa, fb).numpy(),
+                             rtol=1e-5)
 
 
 @pytest.mark.parametrize("noise", [0.02, 0.2])
@@ -90,7 +103,9 @@ def test_ssim_matches_independent_numpy_implementation(noise):
   rng = np.random.default_rng(3)
   x = _random_images(4)
   # Smooth structure plus noise so that SSIM lands well inside (0, 1).
-  x = (0.5 + 0.4 * np.sin(np.linspace(0, 6, 40))[None, None, :, None] * x).astype(np.float32)
+  x = (0.5 +
+       0.4 * np.sin(np.linspace(0, 6, 40))[None, None, :, None] * x).astype(
+           np.float32)
   y = np.clip(x + rng.normal(0, noise, x.shape), 0, 1).astype(np.float32)
   expected = _numpy_ssim(y, x, 1.0)
   assert 0.05 < expected.min() and expected.max() < 0.99
@@ -102,10 +117,11 @@ def test_mismatched_shapes_name_both():
     metrics.psnr(np.zeros((1, 16, 16, 3)), np.zeros((1, 16, 17, 3)))
 
 
-@pytest.mark.parametrize("ratio, expected", [
-    (0.0, -1), (0.01, -1), (0.0100001, 0), (0.05, 0), (0.1, 0), (0.1000001, 1),
-    (0.2, 1), (0.25, 2), (0.3, 2), (0.4, 3), (0.45, 4), (0.5, 4), (0.55, 5), (0.6, 5),
-    (0.6000001, -1), (0.9, -1), (1.0, -1)])
+@pytest.mark.parametrize("ratio, expected",
+                         [(0.0, -1), (0.01, -1), (0.0100001, 0), (0.05, 0),
+                          (0.1, 0), (0.1000001, 1), (0.2, 1), (0.25, 2),
+                          (0.3, 2), (0.4, 3), (0.45, 4), (0.5, 4), (0.55, 5),
+                          (0.6, 5), (0.6000001, -1), (0.9, -1), (1.0, -1)])
 def test_hole_ratio_bin_edges_lower_exclusive_upper_inclusive(ratio, expected):
   assert metrics.hole_ratio_bin(ratio) == expected
 
@@ -124,7 +140,7 @@ def test_frechet_distance_of_diagonal_gaussians_by_hand():
   base = np.array([[-1.0, -1.0], [1.0, 1.0], [-1.0, 1.0], [1.0, -1.0]])
   a = base * [1.0, 2.0]
   b = base * [3.0, 2.0] + [1.0, -2.0]
-  expected = (1.0 + 4.0) + 4.0 / 3.0 * ((1.0 - 3.0) ** 2 + (2.0 - 2.0) ** 2)
+  expected = (1.0 + 4.0) + 4.0 / 3.0 * ((1.0 - 3.0)**2 + (2.0 - 2.0)**2)
   assert metrics.frechet_distance(a, b) == pytest.approx(expected, abs=1e-9)
   assert metrics.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
 
@@ -135,11 +151,12 @@ def _sqrtm_psd(m):
 
 
 def _frechet_by_sqrtm(a, b):
-  """The textbook formula with matrix square roots: sqrtm(C_a C_b) = sqrtm of a similar PSD matrix."""
+  """The textbook formula; sqrtm(C_a C_b) via a similar PSD matrix."""
   cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
   root_a = _sqrtm_psd(cov_a)
   cross = np.trace(_sqrtm_psd(root_a @ cov_b @ root_a))
-  return (np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * cross)
+  return (np.sum((a.mean(0) - b.mean(0))**2) + np.trace(cov_a) +
+          np.trace(cov_b) - 2 * cross)
 
 
 @pytest.mark.parametrize("n_a, n_b, dims", [(200, 150, 6), (10, 12, 40)])
@@ -148,7 +165,9 @@ def test_frechet_distance_matches_matrix_square_roots(n_a, n_b, dims):
   rng = np.random.default_rng(5)
   a = rng.normal(size=(n_a, dims)) @ rng.normal(size=(dims, dims))
   b = rng.normal(size=(n_b, dims)) @ rng.normal(size=(dims, dims)) + 0.5
-  assert metrics.frechet_distance(a, b) == pytest.approx(_frechet_by_sqrtm(a, b), rel=1e-6)
+  assert metrics.frechet_distance(a,
+                                  b) == pytest.approx(_frechet_by_sqrtm(a, b),
+                                                      rel=1e-6)
 
 
 def test_frechet_distance_rejects_single_samples():
