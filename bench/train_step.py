@@ -1,4 +1,4 @@
-r"""Seconds per training step (critic + generator, VGG losses) and the distance to the limit.
+r"""Seconds per G+D training step (VGG losses) against the FLOP limit.
 
   python -m bench.train_step            # batch 4, 256 and 128, fp32 and bf16
   python -m bench.train_step --quick    # smoke: 128, batch 1, fp32, 1 step
@@ -51,7 +51,8 @@ def step_flops(function, batch):
   graph = function.get_concrete_function(batch).graph
   options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
   options["output"] = "none"
-  return tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops
+  profile = tf.compat.v1.profiler.profile(graph=graph, options=options)
+  return profile.total_float_ops
 
 
 def time_step(crop, batch_size, policy, steps):
@@ -97,8 +98,8 @@ def main(argv):
     size = FLAGS.matmul_size
   rates = {p: matmul_rate(tf.bfloat16 if "bfloat16" in p else tf.float32, size)
            for p in precisions}
-  print(f"{FLAGS.threads} threads, batch {batch}; matmul {size}^2: " + ", ".join(
-      f"{p} {r:.1f} GFLOP/s" for p, r in rates.items()))
+  rate_text = ", ".join(f"{p} {r:.1f} GFLOP/s" for p, r in rates.items())
+  print(f"{FLAGS.threads} threads, batch {batch}; matmul {size}^2: {rate_text}")
   print(f"{'crop':>5} {'precision':>15} {'s/step':>8} {'GFLOP/step':>11} "
         f"{'limit s':>8} {'ratio':>6}")
   for crop in crops:

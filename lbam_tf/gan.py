@@ -47,7 +47,8 @@ LOG_NAMES = ("generator_loss", "hole", "valid", "perceptual", "style",
              "adversarial", "critic_loss", "gradient_penalty", "wasserstein")
 
 
-def make_optimizer(learning_rate, beta_1, beta_2, mixed_float16=False, name=None):
+def make_optimizer(learning_rate, beta_1, beta_2, mixed_float16=False,
+                   name=None):
   """Adam; wrapped in dynamic loss scaling under mixed_float16."""
   optimizer = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1,
                                     beta_2=beta_2, name=name)
@@ -66,8 +67,9 @@ def check_finite(logs, step):
   for name in LOG_NAMES:
     if name in logs and not math.isfinite(float(logs[name])):
       raise FloatingPointError(
-          f"loss term {name!r} is {float(logs[name])} at step {step}: lower the "
-          f"learning rates or that term's weight, or turn mixed precision off")
+          f"loss term {name!r} is {float(logs[name])} at step {step}: lower "
+          f"the learning rates or that term's weight, or turn mixed "
+          f"precision off")
 
 
 class LbamGan(keras.Model):
@@ -127,7 +129,7 @@ class LbamGan(keras.Model):
     self.critic_optimizer = critic_optimizer
 
   def build_optimizers(self):
-    """Creates the optimizers' slots; call inside strategy.scope() before fit."""
+    """Creates the optimizers' slots: inside strategy.scope(), before fit."""
     self.generator_optimizer.build(self.generator.trainable_variables)
     self.critic_optimizer.build(self.critic.trainable_variables)
 

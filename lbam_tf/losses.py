@@ -71,7 +71,7 @@ def _per_example_mean(x):
 
 
 def scale_to_global_batch(per_example, global_batch_size):
-  """Sum of per-example losses / global batch: the replica's share of the mean."""
+  """Sum of per-example losses / global batch: the replica's share."""
   return tf.reduce_sum(per_example) / tf.cast(global_batch_size, tf.float32)
 
 
@@ -114,12 +114,13 @@ def perceptual_loss(features, target_features, norm="l1"):
   """
   distance = tf.abs if norm == "l1" else tf.square
   return tf.add_n([
-      _per_example_mean(distance(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)))
+      _per_example_mean(
+          distance(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)))
       for a, b in zip(features, target_features)])
 
 
 def style_loss(features, target_grams):
-  """Eq. 16 in the reference's form: L1 between Gram matrices, summed over levels.
+  """Eq. 16 as the reference codes it: Gram-matrix L1, summed over levels.
 
   Args:
     features: list of [B, h, w, c] maps of the generated image.
@@ -173,7 +174,8 @@ def gradient_penalty(critic, real, fake, mask, epsilon, training=True):
   return tf.square(norm - 1.0)
 
 
-def critic_loss(real_scores, fake_scores, penalty, gradient_penalty_weight=10.0):
+def critic_loss(real_scores, fake_scores, penalty,
+                gradient_penalty_weight=10.0):
   """WGAN-GP critic loss per example: D(fake) - D(real) + lambda * GP."""
   return fake_scores - real_scores + gradient_penalty_weight * penalty
 

@@ -1,4 +1,4 @@
-r"""Trains the LBAM generator and critic with WGAN-GP: `python -m lbam_tf.train`.
+r"""Trains LBAM's generator and critic with WGAN-GP: python -m lbam_tf.train.
 
   python -m lbam_tf.train --data_dir out/data --model_dir runs/lbam
   python -m lbam_tf.train --preset cpu_small --data_dir out/data \
@@ -59,7 +59,8 @@ WEIGHT_FLAGS = {"hole": "hole_weight", "valid": "valid_weight",
 def define_flags():
   """Declares the flags (also used by tests that parse a command line)."""
   flags.DEFINE_string("data_dir", None,
-                      "output_dir of `python -m pipeline.preprocess` (TFRecords).")
+                      "output_dir of `python -m pipeline.preprocess` "
+                      "(TFRecords).")
   flags.DEFINE_string("model_dir", None,
                       "Where checkpoints, config.json, TensorBoard logs and "
                       "generator.weights.h5 go; an existing one is resumed.")
@@ -87,15 +88,17 @@ def define_flags():
   flags.DEFINE_integer("critic_steps", 1,
                        "Critic updates per generator update (reference: 1).")
   flags.DEFINE_enum("loss_preset", "reference", list(LOSS_PRESETS),
-                    "Loss weights: 'reference' (authors' code: hole 6, valid 1, "
-                    "perceptual 0.01 L1, style 120, adversarial 0.1) or 'paper' "
-                    "(eq. 18: L1 1, perceptual 0.05 squared L2, style 120, "
-                    "adversarial 0.1). The *_weight flags override single terms.")
+                    "Loss weights: 'reference' (authors' code: hole 6, "
+                    "valid 1, perceptual 0.01 L1, style 120, adversarial "
+                    "0.1) or 'paper' (eq. 18: L1 1, perceptual 0.05 squared "
+                    "L2, style 120, adversarial 0.1). The *_weight flags "
+                    "override single terms.")
   flags.DEFINE_float("hole_weight", None, "L1 weight on hole pixels.")
   flags.DEFINE_float("valid_weight", None, "L1 weight on known pixels.")
   flags.DEFINE_float("perceptual_weight", None, "VGG pool1-3 feature weight.")
   flags.DEFINE_float("style_weight", None, "Gram-matrix style weight.")
-  flags.DEFINE_float("adversarial_weight", None, "Generator -E[D(fake)] weight.")
+  flags.DEFINE_float("adversarial_weight", None,
+                     "Generator -E[D(fake)] weight.")
   flags.DEFINE_float("gradient_penalty_weight", None,
                      "WGAN-GP lambda (paper: 10).")
   flags.DEFINE_enum("perceptual_norm", None, ["l1", "l2"],
@@ -344,8 +347,10 @@ def make_monitor(gan, manager, total_steps, model_dir, val_data, chief):
         _, composite = infer(batch)
         values["psnr"].append(metrics.psnr(composite, batch["image"]))
         values["ssim"].append(metrics.ssim(composite, batch["image"]))
-        values["l1_percent"].append(metrics.l1_percent(composite, batch["image"]))
-      means = {k: float(tf.reduce_mean(tf.concat(v, 0))) for k, v in values.items()}
+        values["l1_percent"].append(
+            metrics.l1_percent(composite, batch["image"]))
+      means = {k: float(tf.reduce_mean(tf.concat(v, 0)))
+               for k, v in values.items()}
       with writers["val"].as_default(step=step):
         for name, value in means.items():
           tf.summary.scalar(f"metrics/{name}", value)
@@ -404,7 +409,8 @@ def main(argv):
         critic.build_critic(normalization=FLAGS.critic_normalization),
         feature_extractor, weights, global_batch_size=FLAGS.batch_size,
         critic_steps=FLAGS.critic_steps, seed=FLAGS.seed)
-    mixed_float16 = keras.mixed_precision.global_policy().name == "mixed_float16"
+    policy = keras.mixed_precision.global_policy().name
+    mixed_float16 = policy == "mixed_float16"
     model.compile(
         gan.make_optimizer(FLAGS.generator_lr, FLAGS.generator_beta1,
                            FLAGS.generator_beta2, mixed_float16,
@@ -421,7 +427,8 @@ def main(argv):
     manager = tf.train.CheckpointManager(checkpoint, directory=model_dir,
                                          max_to_keep=FLAGS.max_to_keep)
     if manager.latest_checkpoint:
-      checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+      checkpoint.restore(
+          manager.latest_checkpoint).assert_existing_objects_matched()
   start = int(model.step.numpy())
   logging.info("%s at step %d of %d (%d replicas)",
                f"resumed from {manager.latest_checkpoint}"

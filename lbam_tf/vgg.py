@@ -24,10 +24,10 @@ import os
 import keras
 from keras import ops
 
-#: VGG16 layers whose outputs the losses compare (paper: pool-1, pool-2, pool-3).
+#: VGG16 layers the losses compare (paper: pool-1, pool-2, pool-3).
 FEATURE_LAYERS = ("block1_pool", "block2_pool", "block3_pool")
 
-#: ImageNet channel means in BGR order, as keras.applications.vgg16.preprocess_input
+#: ImageNet channel means in BGR order, as Keras' vgg16.preprocess_input
 #: subtracts them ("caffe" mode).
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
@@ -39,7 +39,7 @@ IMAGENET_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
 
 def caffe_preprocess(images):
-  """[0, 1] RGB -> what Keras' ImageNet VGG16 expects: BGR, 0..255, mean removed."""
+  """[0, 1] RGB -> Keras' ImageNet VGG16 input: BGR, 0..255, mean removed."""
   bgr = ops.flip(images, axis=-1) * 255.0
   return bgr - ops.convert_to_tensor(CAFFE_MEAN_BGR, dtype=bgr.dtype)
 

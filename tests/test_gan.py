@@ -71,7 +71,7 @@ def _named(holder, prefix=""):
 
 
 def _compare_strategies(output_path):
-  """Script mode: one step mirrored (2 CPU replicas) and one_device; save both."""
+  """Script mode: one step mirrored (2 CPU replicas) and one_device, saved."""
   import tensorflow as tf
   cpu = tf.config.list_physical_devices("CPU")[0]
   tf.config.set_logical_device_configuration(
@@ -92,8 +92,9 @@ def _compare_strategies(output_path):
     results.update({f"{tag}/log/{k}": v for k, v in logs.items()})
     results.update({f"{tag}/g/{k}": w for k, w in g_weights.items()})
     results.update({f"{tag}/c/{k}": w for k, w in c_weights.items()})
-  results.update({f"initial/g/{k}": w for k, w in _named(probe.generator).items()})
-  results.update({f"initial/c/{k}": w for k, w in _named(probe.critic).items()})
+  for part, network in (("g", probe.generator), ("c", probe.critic)):
+    results.update({f"initial/{part}/{k}": w
+                    for k, w in _named(network).items()})
   np.savez(output_path, **results)
 
 

@@ -16,7 +16,8 @@ def _random(shape, seed):
 
 
 def _binary_mask(shape, seed):
-  return (np.random.default_rng(seed).uniform(size=shape) > 0.4).astype(np.float32)
+  uniform = np.random.default_rng(seed).uniform(size=shape)
+  return (uniform > 0.4).astype(np.float32)
 
 
 def test_hole_valid_l1_matches_numpy():
@@ -29,7 +30,8 @@ def test_hole_valid_l1_matches_numpy():
   np.testing.assert_allclose(valid, (error * mask).mean(axis=(1, 2, 3)),
                              rtol=1e-6)
   # eq. 14: hole + valid is the plain per-example L1.
-  np.testing.assert_allclose(hole + valid, error.mean(axis=(1, 2, 3)), rtol=1e-6)
+  np.testing.assert_allclose(hole + valid, error.mean(axis=(1, 2, 3)),
+                             rtol=1e-6)
 
 
 def _numpy_gram(f):
@@ -131,8 +133,9 @@ def test_feature_extractor_loads_a_local_file_and_returns_pool1_to_3(tmp_path):
 
   images = _random((1, 32, 32, 3), 9)
   features = extractor(images)
-  probe = keras.Model(reference.input,
-                      [reference.get_layer(n).output for n in vgg.FEATURE_LAYERS])
+  probe = keras.Model(
+      reference.input,
+      [reference.get_layer(n).output for n in vgg.FEATURE_LAYERS])
   expected = probe(keras.applications.vgg16.preprocess_input(images * 255.0))
   assert [tuple(f.shape) for f in features] == [
       (1, 16, 16, 64), (1, 8, 8, 128), (1, 4, 4, 256)]

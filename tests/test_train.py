@@ -128,9 +128,10 @@ def _restored_optimizer_slots(model_dir):
   g_opt.build(g.trainable_variables)
   c_opt.build(c.trainable_variables)
   step = tf.Variable(0, dtype=tf.int64)
-  tf.train.Checkpoint(step=step, generator=g, critic=c, generator_optimizer=g_opt,
-                      critic_optimizer=c_opt).restore(
-                          tf.train.latest_checkpoint(model_dir)).assert_consumed()
+  checkpoint = tf.train.Checkpoint(step=step, generator=g, critic=c,
+                                   generator_optimizer=g_opt,
+                                   critic_optimizer=c_opt)
+  checkpoint.restore(tf.train.latest_checkpoint(model_dir)).assert_consumed()
   return g_opt, c_opt
 
 
@@ -156,9 +157,9 @@ def test_kill_terminate_resume_finish(data_dir, tmp_path):
   for tag in ("loss/hole", "loss/valid", "loss/perceptual", "loss/style",
               "loss/adversarial", "loss/gradient_penalty", "loss/wasserstein",
               "loss/critic_loss", "loss/generator_loss",
-              "learning_rate/generator", "learning_rate/critic", "input", "mask",
-              "output", "composite", "ground_truth", "attention/forward_1",
-              "attention/reverse_6"):
+              "learning_rate/generator", "learning_rate/critic", "input",
+              "mask", "output", "composite", "ground_truth",
+              "attention/forward_1", "attention/reverse_6"):
     assert tag in train_tags, (tag, sorted(train_tags))
   assert {"metrics/psnr", "metrics/ssim", "metrics/l1_percent"} <= _tags(
       os.path.join(model_dir, "val"))
