@@ -42,6 +42,7 @@ from lbam_tf import convert  # noqa: E402
 from lbam_tf import data  # noqa: E402
 from lbam_tf import image_files  # noqa: E402
 from lbam_tf import image_ops  # noqa: E402
+from lbam_tf import masks as masks_lib  # noqa: E402
 from lbam_tf import metrics  # noqa: E402
 from lbam_tf import model_io  # noqa: E402
 
@@ -478,7 +479,7 @@ def summarize(pairs, scores):
   for method, values in scores.items():
     rows = {}
     for label, selected in (
-        [(metrics.bin_label(b), bins == b) for b in range(num_bins)] +
+        [(masks_lib.bin_label(b), bins == b) for b in range(num_bins)] +
         [(ALL_BINS, np.ones_like(bins, bool))]):
       row = {"count": int(selected.sum())}
       for name, per_image in values.items():
@@ -630,7 +631,7 @@ def write_results(output_dir, table, pairs, scores, examples, models, data,
       "image": p.image_key,
       "mask": p.mask_key,
       "hole_ratio": p.hole_ratio,
-      "bin": metrics.bin_label(p.bin),
+      "bin": masks_lib.bin_label(p.bin),
       "metrics": {
           m: {
               name: scores[m][name][i] for name in scores[m]
@@ -831,9 +832,9 @@ def run(model_paths,
       "were not used.",
   ]
   empty = [
-      metrics.bin_label(b)
+      masks_lib.bin_label(b)
       for b in range(len(metrics.HOLE_RATIO_EDGES) - 1)
-      if not table[labels[0]][metrics.bin_label(b)]["count"]
+      if not table[labels[0]][masks_lib.bin_label(b)]["count"]
   ]
   if empty:
     notes.append(f"No masks, hence no images, in bins {', '.join(empty)}.")

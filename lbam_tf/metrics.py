@@ -26,6 +26,8 @@ Example:
 import numpy as np
 import tensorflow as tf
 
+from lbam_tf import masks
+
 #: PSNR reported for identical images (MSE 0). One 8-bit level wrong at one
 #: pixel of a 256x256 RGB image already gives 101 dB, so the cap only replaces
 #: infinity and never changes a real result.
@@ -38,9 +40,10 @@ SSIM_FILTER_SIGMA = 1.5
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 
-#: Hole-ratio bin edges of the NVIDIA irregular-mask protocol; bin i is
-#: (edges[i], edges[i + 1]]: lower edge exclusive, upper edge inclusive.
-HOLE_RATIO_EDGES = (0.01, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+#: Edges of `masks.HOLE_RATIO_BINS` (the NVIDIA irregular-mask protocol's
+#: bins); bin i is (edges[i], edges[i + 1]]: lower edge exclusive.
+HOLE_RATIO_EDGES = (masks.HOLE_RATIO_BINS[0][0],) + tuple(
+    upper for _, upper in masks.HOLE_RATIO_BINS)
 
 
 def _as_float_pair(output, target):
@@ -141,11 +144,6 @@ def hole_ratio_bin(ratio, edges=HOLE_RATIO_EDGES):
       edges, np.asarray(ratio, dtype=np.float64), side="left") - 1
   index = np.where((index < 0) | (index >= len(edges) - 1), -1, index)
   return int(index) if np.ndim(index) == 0 else index
-
-
-def bin_label(index, edges=HOLE_RATIO_EDGES):
-  """The printed name of bin `index`, e.g. "(0.1, 0.2]"."""
-  return f"({edges[index]:g}, {edges[index + 1]:g}]"
 
 
 def frechet_distance(features_a, features_b):

@@ -130,7 +130,6 @@ def test_hole_ratio_counts_hole_pixels():
   mask = np.ones((2, 10, 10, 1), np.float32)
   mask[0, :3, :] = 0.0  # 30 of 100 pixels are holes
   np.testing.assert_allclose(metrics.hole_ratio(mask), [0.3, 0.0])
-  assert metrics.bin_label(2) == "(0.2, 0.3]"
 
 
 def test_frechet_distance_of_diagonal_gaussians_by_hand():
