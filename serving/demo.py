@@ -25,23 +25,27 @@ GAP = 8
 ROW_HEIGHT = 256
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("mode", None, ["masks", "side_by_side"],
-                  "masks: write one mask per image; side_by_side: write "
-                  "input | mask | output panels.")
-flags.DEFINE_string("image_dir", "examples/images", "The sample images.")
-flags.DEFINE_string("mask_dir", None,
-                    "Where masks are written (masks) or read (side_by_side): "
-                    "<stem>.png, white = hole.")
-flags.DEFINE_string("output_dir", None,
-                    "side_by_side: the inpainted <stem>.png files.")
-flags.DEFINE_string("side_by_side", None,
-                    "side_by_side: the PNG with one input | mask | output row "
-                    "per image; <stem>.png panels go beside it in a folder "
-                    "of the same name.")
-flags.DEFINE_float("min_hole", 0.1, "masks: smallest hole ratio.")
-flags.DEFINE_float("max_hole", 0.3, "masks: largest hole ratio.")
-flags.DEFINE_integer("seed", 0, "masks: seed, combined with the file name.")
-flags.mark_flags_as_required(["mode", "mask_dir"])
+
+
+def define_flags():
+  """Defines the flags; only when run as a program, so importing is free."""
+  flags.DEFINE_enum("mode", None, ["masks", "side_by_side"],
+                    "masks: write one mask per image; side_by_side: write "
+                    "input | mask | output panels.")
+  flags.DEFINE_string("image_dir", "examples/images", "The sample images.")
+  flags.DEFINE_string("mask_dir", None,
+                      "Where masks are written (masks) or read (side_by_side): "
+                      "<stem>.png, white = hole.")
+  flags.DEFINE_string("output_dir", None,
+                      "side_by_side: the inpainted <stem>.png files.")
+  flags.DEFINE_string("side_by_side", None,
+                      "side_by_side: the PNG with one input | mask | output row "
+                      "per image; <stem>.png panels go beside it in a folder "
+                      "of the same name.")
+  flags.DEFINE_float("min_hole", 0.1, "masks: smallest hole ratio.")
+  flags.DEFINE_float("max_hole", 0.3, "masks: largest hole ratio.")
+  flags.DEFINE_integer("seed", 0, "masks: seed, combined with the file name.")
+  flags.mark_flags_as_required(["mode", "mask_dir"])
 
 
 def stem(path):
@@ -115,4 +119,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
