@@ -255,10 +255,9 @@ class _MaskBranch(keras.layers.Layer):
 
   Shared by the forward (encoder) and reverse (decoder) attention: both
   convolve a mask with k_M (stride 2, padding 1), take the attention map of
-  the result and update the mask from the same result.
+  the result and update the mask from the same result. Subclasses set
+  `gaussian_init`, the g_A start of their direction.
   """
-
-  gaussian_init = AsymmetricGaussian.FORWARD_INIT
 
   def __init__(self, filters, attention="gaussian", mask_kernel_size=4,
                **kwargs):
