@@ -47,6 +47,7 @@ from absl import flags  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import torch_reference  # noqa: E402
+from bench.timing import matmul_gflops  # noqa: E402
 from bench import timing  # noqa: E402
 from lbam_tf import convert  # noqa: E402
 from lbam_tf import generator as generator_lib  # noqa: E402
@@ -76,15 +77,6 @@ flags.DEFINE_string(
 flags.DEFINE_integer("seed", 0, "Seed of the random weights and the masks.")
 
 FLAGS = flags.FLAGS
-
-
-def matmul_gflops(dtype, n, repeats):
-  """Measured GFLOP/s of an n x n matmul, the practical compute limit."""
-  a = tf.cast(tf.random.normal([n, n]), dtype)
-  b = tf.cast(tf.random.normal([n, n]), dtype)
-  matmul = tf.function(lambda: tf.matmul(a, b))
-  seconds, _ = timing.timed_seconds(lambda: matmul().numpy(), repeats)
-  return 2 * n**3 / seconds / 1e9
 
 
 def profiled_flops(generator, size):

@@ -3,6 +3,7 @@
 import time
 
 import numpy as np
+import tensorflow as tf
 
 
 def timed_seconds(fn, repeats):
@@ -19,3 +20,12 @@ def timed_seconds(fn, repeats):
     fn()
     times.append(time.perf_counter() - start)
   return float(np.median(times)), float(np.min(times))
+
+
+def matmul_gflops(dtype, n, repeats):
+  """Measured GFLOP/s of an n x n matmul, the practical compute limit."""
+  a = tf.cast(tf.random.normal([n, n]), dtype)
+  b = tf.cast(tf.random.normal([n, n]), dtype)
+  matmul = tf.function(lambda: tf.matmul(a, b))
+  seconds, _ = timed_seconds(lambda: matmul().numpy(), repeats)
+  return 2 * n**3 / seconds / 1e9

@@ -12,7 +12,6 @@ many times slower the step runs than its arithmetic at matmul speed would.
 """
 
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -26,23 +25,8 @@ flags.DEFINE_list("crop_sizes", ["256", "128"], "Crop sides to time.")
 flags.DEFINE_list("precisions", ["float32", "mixed_bfloat16"],
                   "Keras dtype policies to time.")
 flags.DEFINE_integer("threads", 2, "TF intra- and inter-op threads.")
-flags.DEFINE_integer("steps", 3, "Timed steps after one warm-up step.")
+flags.DEFINE_integer("steps", 3, "Timed steps after one warm-up step (median).")
 flags.DEFINE_integer("matmul_size", 2048, "Side of the square matmul timed.")
-
-
-def matmul_rate(dtype, size, repeats=5):
-  """Measured GFLOP/s of a square matmul in `dtype` (best of `repeats`)."""
-  import tensorflow as tf
-  a = tf.random.uniform([size, size], dtype=tf.float32)
-  a, b = tf.cast(a, dtype), tf.cast(tf.transpose(a), dtype)
-  run = tf.function(lambda: tf.matmul(a, b))
-  run().numpy()
-  best = float("inf")
-  for _ in range(repeats):
-    start = time.perf_counter()
-    run().numpy()
-    best = min(best, time.perf_counter() - start)
-  return 2.0 * size ** 3 / best / 1e9
 
 
 def step_flops(function, batch):
@@ -60,6 +44,7 @@ def time_step(crop, batch_size, policy, steps):
   import keras
   import numpy as np
   import tensorflow as tf
+  from bench import timing
   from lbam_tf import critic, gan, generator, losses, vgg
 
   keras.mixed_precision.set_global_policy(policy)
@@ -78,16 +63,15 @@ def time_step(crop, batch_size, policy, steps):
            "mask": tf.constant(mask)}
   train_step = tf.function(model.train_step)
   flops = step_flops(train_step, batch)
-  train_step(batch)["generator_loss"].numpy()
-  start = time.perf_counter()
-  for _ in range(steps):
-    train_step(batch)["generator_loss"].numpy()
-  return (time.perf_counter() - start) / steps, flops / 1e9
+  seconds, _ = timing.timed_seconds(
+      lambda: train_step(batch)["generator_loss"].numpy(), steps)
+  return seconds, flops / 1e9
 
 
 def main(argv):
   del argv
   import tensorflow as tf
+  from bench import timing
   tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
   tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
   if FLAGS.quick:
@@ -96,7 +80,8 @@ def main(argv):
     crops = [int(c) for c in FLAGS.crop_sizes]
     precisions, batch, steps = FLAGS.precisions, FLAGS.batch_size, FLAGS.steps
     size = FLAGS.matmul_size
-  rates = {p: matmul_rate(tf.bfloat16 if "bfloat16" in p else tf.float32, size)
+  rates = {p: timing.matmul_gflops(
+                tf.bfloat16 if "bfloat16" in p else tf.float32, size, 5)
            for p in precisions}
   rate_text = ", ".join(f"{p} {r:.1f} GFLOP/s" for p, r in rates.items())
   print(f"{FLAGS.threads} threads, batch {batch}; matmul {size}^2: {rate_text}")
