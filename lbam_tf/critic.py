@@ -53,8 +53,7 @@ def _pooling_matrix(size, grid, dtype):
   rows = tf.range(size)
   inside = tf.logical_and(rows[None, :] >= start[:, None],
                           rows[None, :] < end[:, None])
-  weights = tf.cast(inside, dtype) / tf.cast(end - start, dtype)[:, None]
-  return weights
+  return tf.cast(inside, dtype) / tf.cast(end - start, dtype)[:, None]
 
 
 @keras.saving.register_keras_serializable(package="lbam_tf")
@@ -107,7 +106,7 @@ def _column(inputs, prefix, normalization):
     # PyTorch's padding=1; every stage's input is even for multiples of 128.
     x = keras.layers.Conv2D(
         filters, 4, strides=2, padding="same", name=f"{prefix}_conv{k}",
-        kernel_initializer=keras.initializers.RandomNormal(stddev=0.02))(x)
+        kernel_initializer=layers.normal_init())(x)
     if k > 1:
       if normalization == "batch":
         x = layers.reference_batch_norm(f"{prefix}_norm{k}")(x)
@@ -154,6 +153,6 @@ def build_critic(name="lbam_critic", normalization="layer"):
       features)
   score = keras.layers.Conv2D(
       1, SCORE_GRID, padding="valid", name="score", dtype="float32",
-      kernel_initializer=keras.initializers.RandomNormal(stddev=0.02))(pooled)
+      kernel_initializer=layers.normal_init())(pooled)
   scores = keras.layers.Reshape((), name="scores", dtype="float32")(score)
   return keras.Model({"image": image, "mask": mask}, scores, name=name)

@@ -43,8 +43,11 @@ LEAKY_SLOPE = 0.2
 _TORCH_PADDING = [[0, 0], [1, 1], [1, 1], [0, 0]]
 
 
-def _normal_init():
-  """The reference's weights_init: N(0, 0.02) for every conv weight."""
+def normal_init():
+  """The reference's weights_init: N(0, 0.02) for every conv weight.
+
+  Shared with `critic`, whose convolutions the reference initialises alike.
+  """
   return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
 
 
@@ -284,7 +287,7 @@ class _MaskBranch(keras.layers.Layer):
     size = self.mask_kernel_size
     self.mask_kernel = self.add_weight(
         shape=(size, size, mask_shape[-1], self.filters), name="mask_kernel",
-        initializer=_normal_init())
+        initializer=normal_init())
     if self.attention == "gaussian":
       self.g_a.build(None)
 
@@ -367,7 +370,7 @@ class ForwardAttention(_MaskBranch):
     feature_shape, mask_shape = input_shape
     self.kernel = self.add_weight(
         shape=(4, 4, feature_shape[-1], self.filters), name="kernel",
-        initializer=_normal_init())
+        initializer=normal_init())
     self._build_mask_branch(mask_shape)
     if self.batch_norm:
       self.bn.build(tuple(feature_shape[:-1]) + (self.filters,))
@@ -482,7 +485,7 @@ class DecoderBlock(keras.layers.Layer):
     features_shape = input_shape[1]
     self.kernel = self.add_weight(
         shape=(4, 4, self.filters, features_shape[-1]), name="kernel",
-        initializer=_normal_init())
+        initializer=normal_init())
     if self.batch_norm:
       self.bn.build(tuple(features_shape[:-1]) + (2 * self.filters,))
 
