@@ -170,7 +170,8 @@ def check_flags():
 def write_config(model_dir):
   """config.json with every flag; a resumed run must keep the architecture."""
   import tensorflow as tf
-  path = os.path.join(model_dir, "config.json")
+  from lbam_tf import model_io
+  path = os.path.join(model_dir, model_io.CONFIG_NAME)
   config = {f.name: f.value
             for f in FLAGS.get_flags_for_module(sys.modules[__name__])}
   if tf.io.gfile.exists(path):
@@ -374,7 +375,7 @@ def main(argv):
   import tensorflow as tf
   strategy = make_strategy()
   import keras
-  from lbam_tf import critic, data, gan, generator, losses, vgg
+  from lbam_tf import critic, data, gan, generator, losses, model_io, vgg
 
   chief = is_chief(strategy)
   model_dir = FLAGS.model_dir if chief else os.path.join(
@@ -457,7 +458,7 @@ def main(argv):
                     "%s", error, manager.latest_checkpoint)
       sys.exit(1)
   monitor.save(int(model.step.numpy()))
-  path = os.path.join(model_dir, "generator.weights.h5")
+  path = os.path.join(model_dir, model_io.FINAL_WEIGHTS_NAME)
   temporary = os.path.join(model_dir, "generator.tmp.weights.h5")
   model.generator.save_weights(temporary)
   tf.io.gfile.rename(temporary, path, overwrite=True)
