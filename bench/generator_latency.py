@@ -47,7 +47,6 @@ from absl import flags  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import torch_reference  # noqa: E402
-from bench.timing import matmul_gflops  # noqa: E402
 from bench import timing  # noqa: E402
 from lbam_tf import convert  # noqa: E402
 from lbam_tf import generator as generator_lib  # noqa: E402
@@ -174,8 +173,8 @@ def main(argv):
   batch_sizes = [int(b) for b in FLAGS.batch_sizes]
 
   matmul_n = 1024 if FLAGS.quick else 2048
-  limits = {"fp32": matmul_gflops(tf.float32, matmul_n, repeats + 1),
-            "bf16": matmul_gflops(tf.bfloat16, matmul_n, repeats + 1)}
+  limits = {"fp32": timing.matmul_gflops(tf.float32, matmul_n, repeats + 1),
+            "bf16": timing.matmul_gflops(tf.bfloat16, matmul_n, repeats + 1)}
   # Other processes inflate every figure: the load shows how quiet it was.
   print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; "
         f"threads {FLAGS.threads}; matmul {matmul_n}x{matmul_n}: "
