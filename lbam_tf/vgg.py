@@ -84,7 +84,6 @@ def build_feature_extractor(weights="imagenet", name="vgg16_features"):
         f"and pass --vgg_weights /path/to/{IMAGENET_FILE}; or pass "
         f"--vgg_weights none to train with a random VGG (perceptual and style "
         f"terms then carry no ImageNet knowledge)") from error
-  vgg.trainable = False
 
   images = keras.Input((None, None, 3), name="rgb_01")
   features = []
