@@ -1,4 +1,4 @@
-"""Mask polarity, padding and compositing: the conventions every entry point shares."""
+"""Mask polarity, padding and compositing: conventions all entry points share."""
 
 import numpy as np
 import pytest
@@ -38,13 +38,15 @@ def test_hole_image_round_trips_known_mask():
       image_ops.known_mask_from_image(picture, "white").numpy(), mask.numpy())
 
 
-@pytest.mark.parametrize("height,width", [(100, 300), (128, 256), (10, 30), (1, 1)])
+@pytest.mark.parametrize("height,width",
+                         [(100, 300), (128, 256), (10, 30), (1, 1)])
 def test_pad_to_multiple_then_crop_is_identity(height, width):
   images = tf.random.uniform([2, height, width, 3])
   padded, size = image_ops.pad_to_multiple(images)
   assert padded.shape[1] % 128 == 0 and padded.shape[2] % 128 == 0
   assert padded.shape[1] == -(-height // 128) * 128
-  np.testing.assert_array_equal(image_ops.crop_to(padded, size).numpy(), images.numpy())
+  np.testing.assert_array_equal(image_ops.crop_to(padded, size).numpy(),
+                                images.numpy())
 
 
 def test_pad_reflects_content():
