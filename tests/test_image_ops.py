@@ -1,4 +1,4 @@
-"""Mask polarity, padding and compositing: conventions all entry points share."""
+"""Mask polarity, padding and compositing: conventions all entry points use."""
 
 import numpy as np
 import pytest
