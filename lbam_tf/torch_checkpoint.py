@@ -1,4 +1,4 @@
-"""Reads PyTorch `.pth` checkpoints into numpy without PyTorch and without running code.
+"""Reads PyTorch `.pth` checkpoints into numpy, without PyTorch or running code.
 
 A `.pth` is a pickle, and unpickling can call any importable function. This
 reader uses a restricted unpickler: the only globals it resolves are the few a
@@ -96,7 +96,7 @@ _ALLOWED_GLOBALS = {
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-  """Resolves only _ALLOWED_GLOBALS and torch storage types; refuses the rest."""
+  """Resolves only _ALLOWED_GLOBALS and torch storage types, refuses others."""
 
   def find_class(self, module, name):
     if (module, name) in _ALLOWED_GLOBALS:
@@ -178,7 +178,8 @@ def _storage_refs(obj):
 def _read_zip(path):
   with zipfile.ZipFile(path) as archive:
     names = archive.namelist()
-    pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
+    pickles = [n for n in names
+               if n.endswith("/data.pkl") and n.count("/") == 1]
     if len(pickles) != 1:
       raise ValueError(
           f"{path} is a zip file but not a PyTorch checkpoint (no single "
@@ -199,19 +200,22 @@ def _read_zip(path):
 
 def _read_legacy(path):
   with open(path, "rb") as f:
-    unpickler = lambda: _RestrictedUnpickler(f)
-    if unpickler().load() != _LEGACY_MAGIC:
+    # The legacy layout is five pickles in a row, each read with restrictions.
+    def load():
+      return _RestrictedUnpickler(f).load()
+
+    if load() != _LEGACY_MAGIC:
       raise ValueError(
           f"{path} is neither a zip nor a legacy PyTorch checkpoint (bad magic "
           "number); was it written by torch.save?")
-    protocol = unpickler().load()
+    protocol = load()
     if protocol != _LEGACY_PROTOCOL:
       raise ValueError(f"{path}: unsupported legacy protocol {protocol!r}")
-    sys_info = unpickler().load()
+    sys_info = load()
     byteorder = "<" if sys_info.get("little_endian", True) else ">"
-    obj = unpickler().load()
+    obj = load()
     refs = {ref.key: ref for ref in _storage_refs(obj)}
-    keys = unpickler().load()
+    keys = load()
     storages = {}
     for key in keys:
       (numel,) = struct.unpack(byteorder + "q", f.read(8))
