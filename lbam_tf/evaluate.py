@@ -42,6 +42,7 @@ from lbam_tf import convert  # noqa: E402
 from lbam_tf import data  # noqa: E402
 from lbam_tf import image_files  # noqa: E402
 from lbam_tf import image_ops  # noqa: E402
+from lbam_tf import inpaint as inpaint_lib  # noqa: E402
 from lbam_tf import masks as masks_lib  # noqa: E402
 from lbam_tf import metrics  # noqa: E402
 from lbam_tf import model_io  # noqa: E402
@@ -123,7 +124,10 @@ class Pair:
 
 @dataclasses.dataclass
 class Model:
-  """A method: `inpaint(image, known)` -> composited float [B, S, S, 3]."""
+  """A method: `inpaint(image, known)` -> float [B, S, S, 3].
+
+  `evaluate_pairs` clips, rounds and composites the output itself.
+  """
   label: str
   path: str
   kind: str
@@ -289,31 +293,17 @@ def _is_saved_model(path):
       os.path.join(path, "saved_model.pb"))
 
 
-def _keras_inpainter(generator):
-  """Pads to the generator's grid, runs it, crops back, clips and composites."""
-
-  @tf.function(reduce_retracing=True)
-  def inpaint(image, known):
-    padded_image, size = image_ops.pad_to_multiple(image)
-    padded_known, _ = image_ops.pad_to_multiple(known)
-    output = generator({
-        "image": padded_image,
-        "mask": padded_known
-    },
-                       training=False)
-    output = tf.clip_by_value(image_ops.crop_to(output, size), 0.0, 1.0)
-    return image_ops.composite(output, image, known)
-
-  return inpaint
-
-
 def load_model(path, label):
-  """A `Model` for a SavedModel or anything `model_io.load_generator` reads."""
+  """A `Model` for a SavedModel or anything `model_io.load_generator` reads.
+
+  A generator goes through `inpaint.InpaintModule`, the code behind the
+  export's `inpaint_tensor`, so both kinds pad, crop and composite alike.
+  """
   if not os.path.exists(path):
     raise FileNotFoundError(f"--model {path} does not exist")
   if _is_saved_model(path):
     loaded = tf.saved_model.load(path)
-    if "inpaint_tensor" not in loaded.signatures:
+    if inpaint_lib.TENSOR_SIGNATURE not in loaded.signatures:
       raise ValueError(
           f"SavedModel {path} has signatures {sorted(loaded.signatures)}, not "
           "`inpaint_tensor`: export it with `python -m serving.export`")
@@ -321,20 +311,17 @@ def load_model(path, label):
     def inpaint(image, known):
       # Looked up through `loaded` on every call, which keeps the SavedModel's
       # variables alive as long as this function.
-      output = loaded.signatures["inpaint_tensor"](image=image,
-                                                   mask=known)["image"]
-      # The signature composites already; doing it here too pins known pixels
-      # whatever the export did.
-      return image_ops.composite(tf.clip_by_value(output, 0.0, 1.0), image,
-                                 known)
+      return loaded.signatures[inpaint_lib.TENSOR_SIGNATURE](
+          image=image, mask=known)["image"]
 
     return Model(label, path, "SavedModel", {}, inpaint)
 
   generator = model_io.load_generator(path)
+  module = inpaint_lib.InpaintModule(generator)
   kind = "model_dir" if os.path.isdir(path) else os.path.splitext(
       path)[1].lstrip(".")
   return Model(label, path, kind, convert.generator_options(generator),
-               _keras_inpainter(generator))
+               lambda image, known: module.inpaint_tensor(image, known)["image"])
 
 
 def _labels(paths):
