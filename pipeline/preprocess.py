@@ -164,8 +164,7 @@ class _ReadFile(beam.DoFn):
           path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
         payload = f.read()
     except Exception as e:  # noqa: BLE001 -- one unreadable file must not stop the job
-      yield beam.pvalue.TaggedOutput(
-          "rejected", _rejection(path, "unreadable", f"{type(e).__name__}: {e}"))
+      yield _rejected(path, "unreadable", f"{type(e).__name__}: {e}")
       return
     yield key_for(path, self._base), path, payload
 
@@ -197,9 +196,11 @@ def tfds_parts(config):
 
 # Images.
 
-def _rejection(path, reason, detail, kind="image"):
+def _rejected(path, reason, detail, kind="image"):
+  """Counts a rejection and tags its rejected.jsonl row for the "rejected" output."""
   Metrics.counter(NAMESPACE, f"rejected_{reason}").inc()
-  return {"path": path, "reason": reason, "detail": detail, "kind": kind}
+  return beam.pvalue.TaggedOutput(
+      "rejected", {"path": path, "reason": reason, "detail": detail, "kind": kind})
 
 
 def split_of(key, val_fraction, test_fraction):
@@ -227,7 +228,7 @@ class CropImage(beam.DoFn):
             f"{image.shape[1]}x{image.shape[0]} is below --crop_size "
             f"{config.crop_size}; --small_images=upscale would keep it")
     except decode.Rejected as e:
-      yield beam.pvalue.TaggedOutput("rejected", _rejection(path, e.reason, e.detail))
+      yield _rejected(path, e.reason, e.detail)
       return
     Metrics.counter(NAMESPACE, "images_decoded").inc()
     image = decode.resize_short_side(image, config.load_size)
@@ -266,8 +267,7 @@ class IngestMask(beam.DoFn):
       mask = decode.decode_mask(payload, config.max_pixels, config.mask_polarity,
                                 config.crop_size)
     except decode.Rejected as e:
-      yield beam.pvalue.TaggedOutput(
-          "rejected", _rejection(path, e.reason, e.detail, kind="mask"))
+      yield _rejected(path, e.reason, e.detail, kind="mask")
       return
     split = config.mask_dir_split
     if split == "hash":
