@@ -198,9 +198,7 @@ class LbamGan(keras.Model):
                                    weights.perceptual_norm))
       style = (losses.style_loss(output_features, target_grams)
                + losses.style_loss(composite_features, target_grams))
-      fake_scores = tf.reshape(tf.cast(
-          self.critic({"image": output, "mask": mask}, training=True),
-          tf.float32), [-1])
+      fake_scores = losses.critic_score(self.critic, output, mask)
       adversarial = losses.generator_adversarial_loss(fake_scores)
       per_example = (weights.hole * hole + weights.valid * valid
                      + weights.perceptual * perceptual + weights.style * style

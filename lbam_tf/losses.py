@@ -134,6 +134,12 @@ def style_loss(features, target_grams):
                    for a, g in zip(features, target_grams)])
 
 
+def critic_score(critic, image, mask, training=True):
+  """The critic's scores as float32 [B], whatever its output shape and dtype."""
+  scores = critic({"image": image, "mask": mask}, training=training)
+  return tf.reshape(tf.cast(scores, tf.float32), [-1])
+
+
 def critic_scores(critic, real, fake, mask, training=True):
   """The critic on real and fake images in one batched call.
 
@@ -141,9 +147,8 @@ def critic_scores(critic, real, fake, mask, training=True):
     (real_scores, fake_scores): float32 [B] each.
   """
   batch = tf.shape(real)[0]
-  scores = critic({"image": tf.concat([real, fake], axis=0),
-                   "mask": tf.concat([mask, mask], axis=0)}, training=training)
-  scores = tf.reshape(tf.cast(scores, tf.float32), [-1])
+  scores = critic_score(critic, tf.concat([real, fake], axis=0),
+                        tf.concat([mask, mask], axis=0), training)
   return scores[:batch], scores[batch:]
 
 
@@ -166,8 +171,7 @@ def gradient_penalty(critic, real, fake, mask, epsilon, training=True):
   interpolated = epsilon * real + (1.0 - epsilon) * fake
   with tf.GradientTape() as tape:
     tape.watch(interpolated)
-    scores = critic({"image": interpolated, "mask": mask}, training=training)
-    total = tf.reduce_sum(tf.cast(scores, tf.float32))
+    total = tf.reduce_sum(critic_score(critic, interpolated, mask, training))
   gradients = tf.cast(tape.gradient(total, interpolated), tf.float32)
   # The tiny constant keeps sqrt differentiable at a zero gradient.
   norm = tf.sqrt(tf.reduce_sum(tf.square(gradients), axis=[1, 2, 3]) + 1e-12)
