@@ -50,8 +50,9 @@ def _inputs(height=128, width=128, batch=2, seed=0):
 
 
 @pytest.fixture(scope="module")
-def head():
-  return generator_lib.build_generator()
+def head(generator):
+  """conftest's "head" generator, named by its variant for getfixturevalue."""
+  return generator
 
 
 @pytest.fixture(scope="module")
