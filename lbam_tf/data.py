@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from lbam_tf import image_ops
+from lbam_tf import image_ops, masks
 
 IMAGE_SPLITS = ("train", "val", "test")
 MASK_SPLITS = ("train", "test")
@@ -113,11 +113,10 @@ def mask_example(mask, source):
   mask = np.asarray(mask)
   if mask.ndim != 2:
     raise ValueError(f"mask must be HxW (one channel), got shape {mask.shape}")
-  hole_ratio = float(np.mean(mask >= 128))
   features = {
       "mask": _bytes(encode_png(mask)),
       "hole_ratio": tf.train.Feature(
-          float_list=tf.train.FloatList(value=[hole_ratio])),
+          float_list=tf.train.FloatList(value=[masks.hole_ratio(mask)])),
       "source": _text(source),
   }
   return _serialize(features)
@@ -256,15 +255,15 @@ def make_dataset(data_dir, split="train", batch_size=8, crop_size=None,
   _check_crop_size(data_dir, crop_size)
   images = read_images(data_dir, split).map(lambda x: x["image"])
   mask_split = "train" if split == "train" else "test"
-  masks = read_masks(data_dir, mask_split).map(lambda x: x["mask"])
+  hole_masks = read_masks(data_dir, mask_split).map(lambda x: x["mask"])
   autotune = tf.data.AUTOTUNE
 
   if training:
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
     images = images.shuffle(shuffle_buffer, seed=seed).repeat()
     mask_seed = None if seed is None else seed + 1
-    masks = masks.shuffle(shuffle_buffer, seed=mask_seed).repeat()
-    dataset = tf.data.Dataset.zip((images, masks, seeds)).map(
+    hole_masks = hole_masks.shuffle(shuffle_buffer, seed=mask_seed).repeat()
+    dataset = tf.data.Dataset.zip((images, hole_masks, seeds)).map(
         lambda image, mask, pair_seed: _train_pair(image, mask, pair_seed,
                                                    crop_size),
         num_parallel_calls=autotune)
@@ -274,7 +273,7 @@ def make_dataset(data_dir, split="train", batch_size=8, crop_size=None,
       options.deterministic = False
       dataset = dataset.with_options(options)
   else:
-    dataset = tf.data.Dataset.zip((images, masks.repeat())).map(
+    dataset = tf.data.Dataset.zip((images, hole_masks.repeat())).map(
         lambda image, mask: _eval_pair(image, mask, crop_size),
         num_parallel_calls=autotune)
     dataset = dataset.batch(batch_size)
