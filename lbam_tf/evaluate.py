@@ -46,6 +46,7 @@ from lbam_tf import inpaint as inpaint_lib  # noqa: E402
 from lbam_tf import masks as masks_lib  # noqa: E402
 from lbam_tf import metrics  # noqa: E402
 from lbam_tf import model_io  # noqa: E402
+from pipeline import decode  # noqa: E402
 
 _MODEL = flags.DEFINE_string(
     "model", None,
@@ -160,44 +161,49 @@ def _known_mask_at(known, size):
   return (known >= 0.5).astype(np.float32)[..., None]
 
 
-def read_image_folder(image_dir, crop_size):
-  """[(file name, uint8 [S, S, 3])] for the images in `image_dir`, by name."""
-  paths = image_files.list_images(image_dir)
+def _decode_folder(folder, flag, decode_file):
+  """[(file name, decode_file(bytes))] for the image files in `folder`, by name."""
+  paths = image_files.list_images(folder)
   if not paths:
     raise ValueError(
-        f"no images ({', '.join(image_files.IMAGE_EXTENSIONS)}) in "
-        f"--image_dir {image_dir}")
-  images = []
+        f"no images ({', '.join(image_files.IMAGE_EXTENSIONS)}) in --{flag} "
+        f"{folder}")
+  decoded = []
   for path in paths:
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
+    with open(path, "rb") as f:
+      data = f.read()
+    try:
+      decoded.append((os.path.basename(path), decode_file(data)))
+    except decode.Rejected as error:
       raise ValueError(
-          f"cannot decode image {path}: remove it or convert it to PNG")
-    images.append(
-        (os.path.basename(path),
-         _resize_and_centre_crop(cv2.cvtColor(image, cv2.COLOR_BGR2RGB),
-                                 crop_size)))
-  return images
+          f"cannot use {path} ({error}): remove it or convert it to PNG"
+      ) from None
+  return decoded
+
+
+def read_image_folder(image_dir, crop_size):
+  """[(file name, uint8 [S, S, 3])] for the images in `image_dir`, by name.
+
+  Decoded as pipeline.preprocess decodes (EXIF orientation, 16 bits, alpha
+  over white), so a folder and its preprocessed records agree.
+  """
+  return _decode_folder(
+      image_dir, "image_dir", lambda data: _resize_and_centre_crop(
+          decode.decode_image(data, decode.DEFAULT_MAX_PIXELS), crop_size))
 
 
 def read_mask_folder(mask_dir, polarity, crop_size):
-  """[(file name, float32 [S, S, 1] 1 = known)] for every mask in `mask_dir`."""
-  paths = image_files.list_images(mask_dir)
-  if not paths:
-    raise ValueError(f"no mask images in --mask_dir {mask_dir}")
-  masks = []
-  for path in paths:
-    picture = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if picture is None:
-      raise ValueError(
-          f"cannot decode mask {path}: remove it or convert it to PNG")
-    if picture.dtype == np.uint16:
-      picture = (picture // 257).astype(np.uint8)
-    if picture.ndim == 2:
-      picture = picture[..., None]
-    known = image_ops.known_mask_from_image(picture, polarity).numpy()
-    masks.append((os.path.basename(path), _known_mask_at(known, crop_size)))
-  return masks
+  """[(file name, float32 [S, S, 1] 1 = known)] for every mask in `mask_dir`.
+
+  Decoded, binarised and resized as pipeline.preprocess reads a --mask_dir.
+  """
+  image_ops.check_polarity(polarity)
+
+  def known(data):
+    hole = decode.decode_mask(data, decode.DEFAULT_MAX_PIXELS, polarity, crop_size)
+    return image_ops.known_mask_from_image(hole[..., None]).numpy()
+
+  return _decode_folder(mask_dir, "mask_dir", known)
 
 
 def _unique(keys):

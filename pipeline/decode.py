@@ -24,6 +24,9 @@ REASONS = ("zero_byte", "not_an_image", "truncated", "unreadable", "too_small",
 # would otherwise raise on images the user allowed.
 Image.MAX_IMAGE_PIXELS = None
 
+#: Default pixel limit: Pillow's own, above which only decompression bombs go.
+DEFAULT_MAX_PIXELS = 89_478_485
+
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 

@@ -66,7 +66,7 @@ class Config:
   test_fraction: float = 0.1
   num_shards: int = 4
   small_images: str = "upscale"
-  max_pixels: int = 89_478_485
+  max_pixels: int = decode.DEFAULT_MAX_PIXELS
   num_masks: int = 30000
   random_shape_fraction: float = 0.6
   mask_test_fraction: float = 0.2
@@ -458,7 +458,7 @@ def define_flags():
   flags.DEFINE_enum("small_images", "upscale", SMALL_IMAGE_POLICIES,
                     "Images with a side below --crop_size: upscale them, or "
                     "reject them into rejected.jsonl.")
-  flags.DEFINE_integer("max_pixels", 89_478_485,
+  flags.DEFINE_integer("max_pixels", decode.DEFAULT_MAX_PIXELS,
                        "Images (and masks) with more pixels than this are "
                        "rejected as decompression bombs before decoding.")
   flags.DEFINE_integer("num_masks", 30000,
