@@ -233,6 +233,63 @@ def test_transposed_conv_output_doubles_the_size():
   _assert_close(out, _np_conv_transpose(x, layer.kernel.numpy()))
 
 
+def _op_types(fn, *args):
+  graph = tf.function(fn).get_concrete_function(*args).graph
+  return {op.type for op in graph.get_operations()}
+
+
+# conv_stride2 takes a matmul (im2col) for outputs of up to
+# MATMUL_CONV_MAX_PIXELS pixels and oneDNN's convolution above; both must be
+# PyTorch's conv2d(stride=2, padding=1), also when the shape is only known at
+# run time (tf.cond).
+@pytest.mark.parametrize("kernel_size", [3, 4])
+# 16 x 16 output pixels (the threshold, 256) and 17 x 16.
+@pytest.mark.parametrize("height, expected_op", [(32, "MatMul"), (34, "Conv2D")])
+def test_conv_stride2_paths_match_torch_conv(kernel_size, height, expected_op):
+  x = _random((1, height, 32, 5), 11, -1, 1)
+  kernel = _random((kernel_size, kernel_size, 5, 6), 12, -1, 1)
+  ops_used = _op_types(layers.conv_stride2, tf.constant(x), tf.constant(kernel))
+  assert expected_op in ops_used
+  assert ({"MatMul", "Conv2D"} - {expected_op}).isdisjoint(ops_used)
+  expected = _np_conv(x, kernel)
+  _assert_close(layers.conv_stride2(x, kernel), expected)
+  dynamic = tf.function(layers.conv_stride2, input_signature=[
+      tf.TensorSpec([None, None, None, 5]), tf.TensorSpec(kernel.shape)])
+  _assert_close(dynamic(x, kernel), expected)
+
+
+@pytest.mark.parametrize("height", [32, 34])
+def test_conv_stride2_kernel_gradient_matches_numpy(height):
+  x = _random((1, height, 32, 5), 13, -1, 1)
+  weights = _random((1, height // 2, 16, 6), 14, -1, 1)
+  kernel = tf.Variable(_random((4, 4, 5, 6), 15, -1, 1))
+  with tf.GradientTape() as tape:
+    loss = tf.reduce_sum(layers.conv_stride2(tf.constant(x), kernel) * weights)
+  padded = np.pad(x.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
+  windows = sliding_window_view(padded, (4, 4), axis=(1, 2))[:, ::2, ::2]
+  expected = np.einsum("bhwcij,bhwo->ijco", windows, weights)
+  _assert_close(tape.gradient(loss, kernel), expected, tol=1e-4)
+
+
+def test_wide_transposed_conv_takes_the_matmul_path_and_matches_torch():
+  filters = layers.MATMUL_TRANSPOSE_MIN_FILTERS
+  x = _random((2, 3, 5, 4), 16, -1, 1)
+  kernel = tf.Variable(_random((4, 4, filters, 4), 17, -0.1, 0.1))
+  ops_used = _op_types(layers.conv_transpose_stride2, tf.constant(x), kernel)
+  assert "MatMul" in ops_used and "Conv2DBackpropInput" not in ops_used
+  weights = _random((2, 6, 10, filters), 18, -1, 1)
+  with tf.GradientTape(persistent=True) as tape:
+    out = layers.conv_transpose_stride2(tf.constant(x), kernel)
+    loss = tf.reduce_sum(out * weights)
+    reference = tf.nn.conv2d_transpose(x, kernel, [2, 6, 10, filters], 2,
+                                       "SAME")
+    reference_loss = tf.reduce_sum(reference * weights)
+  _assert_close(out, _np_conv_transpose(x, kernel.numpy()))
+  # Gradients against TF's own transposed convolution.
+  _assert_close(tape.gradient(loss, kernel),
+                tape.gradient(reference_loss, kernel).numpy(), tol=1e-4)
+
+
 def test_unlearned_block_is_partial_convolution():
   # One feature and one mask channel on a 4x4 grid, checked by hand with
   # PConv's eqs. 4-5: out = W . (X * M) * sum(1) / sum(M) where sum(M) > 0,
