@@ -6,7 +6,7 @@ tf.train.Example):
     images/{train,val,test}-SSSSS-of-NNNNN.tfrecord.gz
         image   bytes      PNG of an HxWx3 uint8 crop
         key     bytes      the source image's key (its path under the input
-                           pattern's folder, or name/split/index for TFDS)
+                           pattern's folder, or TFDS's tfds_id)
         offset  int64 [2]  (y, x) of the crop in the resized source image
     masks/{train,test}-SSSSS-of-NNNNN.tfrecord.gz
         mask        bytes  PNG, one channel, 255 = hole, 0 = known

@@ -18,7 +18,8 @@ from absl import app
 from absl import flags
 from tqdm import tqdm
 
-#: File name endings read as images (the formats tf.io.decode_image reads).
+#: File name endings listed as images. Readers decide what they can decode
+#: (inpaint: tf.io.decode_image; evaluate: pipeline.decode with Pillow).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".jxl")
 
 

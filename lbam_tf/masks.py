@@ -12,7 +12,8 @@ of the paper's Table 1 can be filled with equal counts:
 
 Every function takes a `numpy.random.Generator`, so one seed gives one mask on
 any machine; `seeded_rng(seed, ...)` derives independent generators for the Beam
-job's workers. No TensorFlow here: training can draw fresh masks on the fly.
+job's workers. No TensorFlow here, so the Beam workers and the serving demo (which
+draws masks live) need only numpy and OpenCV.
 
 Example:
 
@@ -73,13 +74,18 @@ def ratio_bin(ratio):
   return None
 
 
+def ratio_label(ratio):
+  """The bin label of a hole ratio, or 'outside' for a ratio in no bin."""
+  index = ratio_bin(ratio)
+  return "outside" if index is None else bin_label(index)
+
+
 def ratio_histogram(ratios):
   """Counts per bin label, plus 'outside' for ratios in no bin."""
   counts = {bin_label(i): 0 for i in range(len(HOLE_RATIO_BINS))}
   counts["outside"] = 0
   for ratio in ratios:
-    index = ratio_bin(ratio)
-    counts["outside" if index is None else bin_label(index)] += 1
+    counts[ratio_label(ratio)] += 1
   return counts
 
 
@@ -251,18 +257,6 @@ def stratified_bins(count):
   return [i % bins for i in range(count)]
 
 
-def stratified_test_set(count, seed, size, kind="irregular"):
-  """`count` masks with equal counts in every HOLE_RATIO_BINS bin.
-
-  Returns:
-    (masks, bins): uint8 [count, height, width] and the bin index of each mask.
-  """
-  bins = stratified_bins(count)
-  masks = [generate(kind, seeded_rng(seed, "test", kind, i), size,
-                    HOLE_RATIO_BINS[b]) for i, b in enumerate(bins)]
-  return np.stack(masks), bins
-
-
 def plan(num_masks, test_fraction=0.2, random_shape_fraction=0.6):
   """Which masks the Beam job draws: (split, kind, index, hole_range) tuples.
 
@@ -275,6 +269,9 @@ def plan(num_masks, test_fraction=0.2, random_shape_fraction=0.6):
     raise ValueError(f"--num_masks {num_masks} must be >= 0")
   if not 0 <= test_fraction < 1:
     raise ValueError(f"mask test fraction {test_fraction} must be in [0, 1)")
+  if not 0 <= random_shape_fraction <= 1:
+    raise ValueError(
+        f"--random_shape_fraction {random_shape_fraction} must be in [0, 1]")
   bins = len(HOLE_RATIO_BINS)
   random_shape = int(round(num_masks * random_shape_fraction))
   specs = []

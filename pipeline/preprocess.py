@@ -96,10 +96,8 @@ class Config:
           f"--small_images {self.small_images!r} is not one of {SMALL_IMAGE_POLICIES}")
     if self.max_pixels < 1:
       raise ValueError(f"--max_pixels {self.max_pixels} must be >= 1")
-    if not 0 <= self.random_shape_fraction <= 1:
-      raise ValueError(
-          f"--random_shape_fraction {self.random_shape_fraction} must be in [0, 1]")
-    masks.plan(self.num_masks, self.mask_test_fraction)  # checks both values
+    # Checks the three values.
+    masks.plan(self.num_masks, self.mask_test_fraction, self.random_shape_fraction)
     if self.mask_dir:
       if self.mask_polarity is None:
         raise ValueError(
@@ -222,13 +220,13 @@ class CropImage(beam.DoFn):
     config = self._config
     try:
       image = decode.decode_image(payload, config.max_pixels, config.load_size)
-      if min(image.shape[:2]) < config.crop_size and config.small_images == "reject":
-        raise decode.Rejected(
-            "too_small",
-            f"{image.shape[1]}x{image.shape[0]} is below --crop_size "
-            f"{config.crop_size}; --small_images=upscale would keep it")
     except decode.Rejected as e:
       yield _rejected(path, e.reason, e.detail)
+      return
+    if min(image.shape[:2]) < config.crop_size and config.small_images == "reject":
+      yield _rejected(path, "too_small",
+                      f"{image.shape[1]}x{image.shape[0]} is below --crop_size "
+                      f"{config.crop_size}; --small_images=upscale would keep it")
       return
     Metrics.counter(NAMESPACE, "images_decoded").inc()
     image = decode.resize_short_side(image, config.load_size)
@@ -311,9 +309,11 @@ def _write_manifest(stats, config, path):
   shards.write_text_file(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
-def _hole_bin(ratio):
-  index = masks.ratio_bin(ratio)
-  return "outside" if index is None else masks.bin_label(index)
+def _mask_pattern(mask_dir):
+  """--mask_dir as a file pattern: a folder means every file in it."""
+  if any(c in mask_dir for c in _WILDCARDS):
+    return mask_dir
+  return FileSystems.join(mask_dir, "*")
 
 
 # The pipeline.
@@ -353,10 +353,7 @@ def build(pipeline, config):
                      | "SpreadMasks" >> beam.Reshuffle()
                      | "Generate" >> beam.Map(generate_mask, config))
   if config.mask_dir:
-    pattern = config.mask_dir
-    if not any(c in pattern for c in _WILDCARDS):
-      pattern = FileSystems.join(pattern, "*")
-    read = pipeline | "ReadMasks" >> ReadFiles(pattern)
+    read = pipeline | "ReadMasks" >> ReadFiles(_mask_pattern(config.mask_dir))
     rejected.append(read.rejected)
     ingested = read.files | "Ingest" >> beam.ParDo(IngestMask(config)).with_outputs(
         "rejected", main="masks")
@@ -370,7 +367,7 @@ def build(pipeline, config):
                    out, "masks", data.MASK_SPLITS, config.num_shards))
     stats.append(written | "MaskCounts" >> beam.Map(lambda s: ("masks", s[0], s[1])))
     stats.append(all_masks
-                 | "HoleBins" >> beam.Map(lambda m: ((m[0], _hole_bin(m[3])), 1))
+                 | "HoleBins" >> beam.Map(lambda m: ((m[0], masks.ratio_label(m[3])), 1))
                  | "SumBins" >> beam.CombinePerKey(sum)
                  | "BinStat" >> beam.Map(lambda kv: ("hole_ratio", kv[0], kv[1])))
 
@@ -397,8 +394,8 @@ def run(config, beam_args=()):
   config.check()
   if config.input_pattern:
     _check_matches(config.input_pattern, "--input_pattern")
-  if config.mask_dir and not any(c in config.mask_dir for c in _WILDCARDS):
-    _check_matches(FileSystems.join(config.mask_dir, "*"), "--mask_dir")
+  if config.mask_dir:
+    _check_matches(_mask_pattern(config.mask_dir), "--mask_dir")
   options = PipelineOptions(list(beam_args))
   pipeline = beam.Pipeline(options=options)
   build(pipeline, config)
@@ -420,63 +417,71 @@ def counters(result):
 
 # The command line.
 
+_DEFAULT = {field.name: field.default for field in dataclasses.fields(Config)}
+
+
 def define_flags():
   """Declares the command line; only when run as a program, so that importing
-  this module (tests, benchmarks) cannot clash with other modules' flags."""
-  flags.DEFINE_string("input_pattern", None,
+  this module (tests, benchmarks) cannot clash with other modules' flags.
+
+  Defaults are Config's, so the command line and a Config built in code
+  agree."""
+  flags.DEFINE_string("input_pattern", _DEFAULT["input_pattern"],
                       "Glob of image files, local or on any filesystem Beam reads "
                       "(gs://, s3://, hdfs://); quote it. Keys are paths relative "
                       "to the glob's folder. Or use --tfds_name.")
-  flags.DEFINE_string("tfds_name", None,
+  flags.DEFINE_string("tfds_name", _DEFAULT["tfds_name"],
                       "TFDS dataset to read instead of --input_pattern, e.g. "
                       "places365_small; it must already be downloaded into "
                       "--tfds_data_dir.")
-  flags.DEFINE_string("tfds_split", "train", "TFDS split to read, e.g. train or train[:10%].")
-  flags.DEFINE_string("tfds_data_dir", None,
+  flags.DEFINE_string("tfds_split", _DEFAULT["tfds_split"],
+                      "TFDS split to read, e.g. train or train[:10%].")
+  flags.DEFINE_string("tfds_data_dir", _DEFAULT["tfds_data_dir"],
                       "TFDS data_dir (default: TFDS's own, ~/tensorflow_datasets).")
-  flags.DEFINE_string("tfds_image_key", "image",
+  flags.DEFINE_string("tfds_image_key", _DEFAULT["tfds_image_key"],
                       "Feature of the TFDS examples that holds the image.")
-  flags.DEFINE_integer("tfds_readers", 8, "Parts the TFDS split is cut into, read in parallel.")
+  flags.DEFINE_integer("tfds_readers", _DEFAULT["tfds_readers"],
+                       "Parts the TFDS split is cut into, read in parallel.")
   flags.DEFINE_string("output_dir", None,
                       "Where images/, masks/, manifest.json and rejected.jsonl go.")
-  flags.DEFINE_integer("load_size", 350,
+  flags.DEFINE_integer("load_size", _DEFAULT["load_size"],
                        "Images are resized so their short side is this many pixels.")
-  flags.DEFINE_integer("crop_size", 256,
+  flags.DEFINE_integer("crop_size", _DEFAULT["crop_size"],
                        "Side of the square crops and of the masks. Must be <= "
                        "--load_size; training may crop smaller again.")
-  flags.DEFINE_integer("crops_per_image", 1,
+  flags.DEFINE_integer("crops_per_image", _DEFAULT["crops_per_image"],
                        "Random crops per image, placed by --seed and the image's key.")
-  flags.DEFINE_integer("seed", 0,
+  flags.DEFINE_integer("seed", _DEFAULT["seed"],
                        "Seed of crop positions and generated masks; same seed, same files.")
-  flags.DEFINE_float("val_fraction", 0.1,
+  flags.DEFINE_float("val_fraction", _DEFAULT["val_fraction"],
                      "Share of source images in the val split (by hash of the key).")
-  flags.DEFINE_float("test_fraction", 0.1,
+  flags.DEFINE_float("test_fraction", _DEFAULT["test_fraction"],
                      "Share of source images in the test split (by hash of the key).")
-  flags.DEFINE_integer("num_shards", 4,
+  flags.DEFINE_integer("num_shards", _DEFAULT["num_shards"],
                        "Files per split for images and for masks. A shard is "
                        "assembled in one worker's memory: raise it for big data.")
-  flags.DEFINE_enum("small_images", "upscale", SMALL_IMAGE_POLICIES,
+  flags.DEFINE_enum("small_images", _DEFAULT["small_images"], SMALL_IMAGE_POLICIES,
                     "Images with a side below --crop_size: upscale them, or "
                     "reject them into rejected.jsonl.")
-  flags.DEFINE_integer("max_pixels", decode.DEFAULT_MAX_PIXELS,
+  flags.DEFINE_integer("max_pixels", _DEFAULT["max_pixels"],
                        "Images (and masks) with more pixels than this are "
                        "rejected as decompression bombs before decoding.")
-  flags.DEFINE_integer("num_masks", 30000,
+  flags.DEFINE_integer("num_masks", _DEFAULT["num_masks"],
                        "Masks to generate (0: none, e.g. with --mask_dir only). "
                        "Use a few hundred for a demo.")
-  flags.DEFINE_float("random_shape_fraction", 0.6,
+  flags.DEFINE_float("random_shape_fraction", _DEFAULT["random_shape_fraction"],
                      "Share of generated masks that are random-shape (brush "
                      "strokes, boxes); the rest are PConv-style irregular.")
-  flags.DEFINE_float("mask_test_fraction", 0.2,
+  flags.DEFINE_float("mask_test_fraction", _DEFAULT["mask_test_fraction"],
                      "Share of masks in the test split; generated test masks are "
                      "rounded to equal counts in the six hole-ratio bins.")
-  flags.DEFINE_string("mask_dir", None,
+  flags.DEFINE_string("mask_dir", _DEFAULT["mask_dir"],
                       "Folder (or glob) of existing mask files to ingest, e.g. "
                       "NVIDIA's irregular masks; needs --mask_polarity.")
-  flags.DEFINE_enum("mask_polarity", None, list(image_ops.POLARITIES),
+  flags.DEFINE_enum("mask_polarity", _DEFAULT["mask_polarity"], list(image_ops.POLARITIES),
                     "Which colour marks holes in --mask_dir files: white or "
                     "black (NVIDIA's zip: black). Required with --mask_dir.")
-  flags.DEFINE_enum("mask_dir_split", "hash", MASK_DIR_SPLITS,
+  flags.DEFINE_enum("mask_dir_split", _DEFAULT["mask_dir_split"], MASK_DIR_SPLITS,
                     "Split of ingested masks: by hash of the file key (with "
                     "--mask_test_fraction), or all train, or all test.")
   flags.mark_flag_as_required("output_dir")

@@ -67,8 +67,11 @@ def test_ratio_bin_edges():
   assert sum(histogram.values()) == 4
 
 
-def test_stratified_test_set_has_equal_counts_per_bin():
-  drawn, bins = masks.stratified_test_set(12, seed=3, size=(96, 96))
+def test_masks_drawn_for_stratified_bins_have_equal_counts_per_bin():
+  bins = masks.stratified_bins(12)
+  drawn = np.stack([
+      masks.generate("irregular", masks.seeded_rng(3, "test", i), (96, 96),
+                     masks.HOLE_RATIO_BINS[b]) for i, b in enumerate(bins)])
   assert drawn.shape == (12, 96, 96)
   ratios = [np.count_nonzero(m == 255) / m.size for m in drawn]
   counts = collections.Counter(masks.ratio_bin(r) for r in ratios)
