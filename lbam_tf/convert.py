@@ -120,9 +120,14 @@ def _reference_shape(variable):
   return shape
 
 
+def _batch_counter(name):
+  """The reference name of the counter of the BatchNorm `name` belongs to."""
+  return name.rpartition("bn.")[0] + _BATCH_COUNTER
+
+
 def _batch_counters(table):
   """Reference names of the BatchNorm counters that go with `table`."""
-  return [name[:-len("bn.weight")] + _BATCH_COUNTER for name, _ in table
+  return [_batch_counter(name) for name, _ in table
           if name.endswith(".bn.weight")]
 
 
@@ -180,8 +185,8 @@ def detect_options(state_dict):
 
 def _describe_problems(unknown, missing, misshaped, options):
   lines = [f"the state dict does not fit the LBAM generator "
-           f"(variant={options['variant']!r}, "
-           f"ablation={options['ablation']!r}, detected from its keys):"]
+           f"(variant={options['variant']!r} from its keys, "
+           f"ablation={options['ablation']!r}):"]
   if unknown:
     lines.append(f"  {len(unknown)} unknown keys: " + ", ".join(unknown))
   if missing:
@@ -269,8 +274,8 @@ def generator_to_torch_state_dict(generator):
       value = value.transpose(_TO_REFERENCE)
     state_dict[name] = np.array(value, order="C")
     if name.endswith(".bn.running_var"):
-      state_dict[name[:-len("bn.running_var")] + _BATCH_COUNTER] = np.array(
-          0, np.int64)
+      # After running_var, where PyTorch's state_dict() has it.
+      state_dict[_batch_counter(name)] = np.array(0, np.int64)
   return state_dict
 
 

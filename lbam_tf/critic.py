@@ -26,7 +26,6 @@ trainable parameters:
 
 import keras
 import tensorflow as tf
-from keras import ops
 
 from lbam_tf import layers
 

@@ -26,7 +26,7 @@ Example:
     gan = LbamGan(build_generator(), build_critic(),
                   vgg.build_feature_extractor("imagenet"),
                   losses.PRESETS["reference"], global_batch_size=48)
-    gan.compile(make_generator_optimizer(), make_critic_optimizer())
+    gan.compile(make_optimizer(1e-4, 0.5, 0.9), make_optimizer(1e-5, 0.0, 0.9))
     gan.build_optimizers()
   gan.fit(dataset_of_image_mask_dicts, steps_per_epoch=100, epochs=10)
 """
@@ -156,20 +156,22 @@ class LbamGan(keras.Model):
                                         epsilon)
       per_example = losses.critic_loss(real_scores, fake_scores, penalty,
                                        weights.gradient_penalty)
-      loss = losses.scale_to_global_batch(per_example, self.global_batch_size)
+      loss = self._share(per_example)
       scaled = self.critic_optimizer.scale_loss(loss)
     variables = self.critic.trainable_variables
     self.critic_optimizer.apply_gradients(
         zip(tape.gradient(scaled, variables), variables))
-    share = lambda x: losses.scale_to_global_batch(x, self.global_batch_size)
-    return {"critic_loss": loss, "gradient_penalty": share(penalty),
-            "wasserstein": share(real_scores - fake_scores)}
+    return {"critic_loss": loss, "gradient_penalty": self._share(penalty),
+            "wasserstein": self._share(real_scores - fake_scores)}
+
+  def _share(self, per_example):
+    """This replica's share of a per-example value's global-batch mean."""
+    return losses.scale_to_global_batch(per_example, self.global_batch_size)
 
   def train_step(self, data):
     image = tf.cast(data["image"], tf.float32)
     mask = tf.cast(data["mask"], tf.float32)
     weights = self.loss_weights
-    share = lambda x: losses.scale_to_global_batch(x, self.global_batch_size)
 
     target_features = self.feature_extractor(image, training=False)
     target_grams = [losses.gram_matrix(f) for f in target_features]
@@ -203,16 +205,17 @@ class LbamGan(keras.Model):
       per_example = (weights.hole * hole + weights.valid * valid
                      + weights.perceptual * perceptual + weights.style * style
                      + weights.adversarial * adversarial)
-      loss = share(per_example)
+      loss = self._share(per_example)
       scaled = self.generator_optimizer.scale_loss(loss)
     variables = self.generator.trainable_variables
     self.generator_optimizer.apply_gradients(
         zip(tape.gradient(scaled, variables), variables))
     self.step.assign_add(1)
 
-    logs = {"generator_loss": loss, "hole": share(hole), "valid": share(valid),
-            "perceptual": share(perceptual), "style": share(style),
-            "adversarial": share(adversarial), **critic_logs}
+    logs = {"generator_loss": loss, "hole": self._share(hole),
+            "valid": self._share(valid), "perceptual": self._share(perceptual),
+            "style": self._share(style),
+            "adversarial": self._share(adversarial), **critic_logs}
     # Each replica holds its share of the global mean; the sum is the mean.
     context = tf.distribute.get_replica_context()
     names = list(LOG_NAMES)

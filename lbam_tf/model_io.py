@@ -4,9 +4,10 @@ Inference, export and evaluation take a single `--weights`-style path; this
 module decides what it is:
 - a training model_dir: `config.json` (variant, ablation) plus TF checkpoints
   written by `tf.train.CheckpointManager`, else its `generator.weights.h5`;
-- a `.weights.h5` file: variant and ablation from the arguments, else from a
-  `config.json` beside it (written by `lbam_tf.convert` and by training), else
-  the variant the file's BatchNorm weights show and no ablation;
+- a `.weights.h5` file: variant and ablation from a `config.json` beside it
+  (written by `lbam_tf.convert` and by training; arguments must agree with
+  it), else from the arguments, else the variant the file's BatchNorm weights
+  show and no ablation;
 - a `.keras` file: the whole model, configuration included;
 - a `.pth` or `.npz` reference checkpoint: converted on the fly.
 

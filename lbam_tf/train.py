@@ -141,7 +141,7 @@ def define_flags():
 # Presets.
 
 def apply_preset():
-  """Fills flags the user did not give from --preset and --loss_preset."""
+  """Fills flags the user did not give from --preset."""
   for name, value in PRESETS[FLAGS.preset].items():
     if not FLAGS[name].present:
       FLAGS[name].value = value
@@ -165,6 +165,16 @@ def check_flags():
                "batch_size"):
     if FLAGS[name].value < 1:
       raise app.UsageError(f"--{name} {FLAGS[name].value} must be >= 1")
+  # Before config.json is written: a typo there would block the next run.
+  from lbam_tf import critic, generator
+  try:
+    generator.check_variant(FLAGS.variant, FLAGS.ablation)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
+  if FLAGS.critic_normalization not in critic.NORMALIZATIONS:
+    raise app.UsageError(
+        f"--critic_normalization {FLAGS.critic_normalization!r} is not one of "
+        f"{critic.NORMALIZATIONS}")
 
 
 def write_config(model_dir):
@@ -375,7 +385,7 @@ def main(argv):
   import tensorflow as tf
   strategy = make_strategy()
   import keras
-  from lbam_tf import critic, data, gan, generator, losses, model_io, vgg
+  from lbam_tf import critic, data, gan, generator, model_io, vgg
 
   chief = is_chief(strategy)
   model_dir = FLAGS.model_dir if chief else os.path.join(

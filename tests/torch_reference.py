@@ -273,7 +273,8 @@ class Discriminator(nn.Module):
   """DiscriminatorDoubleColumn: a global column on x*M, a local one on x*(1-M).
 
   Returns the reference's sigmoid score map ([B, 1, 1, 1] at 256x256); kept
-  only for names, shapes and parameter counts, since our critic is a WGAN one.
+  only for its parameter names and shapes (the conversion's error tests), since
+  our critic is a WGAN one.
   """
 
   def __init__(self):
