@@ -82,11 +82,9 @@ def profiled_flops(generator, size):
   """Float ops of one size x size image, counted by TF's profiler."""
   spec = {"image": tf.TensorSpec([1, size, size, 3]),
           "mask": tf.TensorSpec([1, size, size, 1])}
-  graph = tf.function(lambda x: generator(x, training=False)) \
-      .get_concrete_function(spec).graph
-  options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
-  options["output"] = "none"
-  return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops
+  return timing.graph_flops(
+      tf.function(lambda x: generator(x, training=False))
+      .get_concrete_function(spec).graph)
 
 
 def sample_inputs(batch, size, seed):

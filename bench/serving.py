@@ -93,9 +93,8 @@ def rest_load(port, size, clients, requests):
           "images_per_s": len(latencies) / wall}
 
 
-def overhead(generator, export_dir, size, repeats):
+def overhead(generator, signature, size, repeats):
   """serving_default vs the bare generator at one size, best of `repeats`."""
-  signature = tf.saved_model.load(export_dir).signatures["serving_default"]
   image, hole = _sample(size)
   image_bytes = tf.constant([_png(image)])
   mask_bytes = tf.constant([_png(hole)])
@@ -144,8 +143,9 @@ def main(argv):
           print(f"REST {size}x{size} clients={count}: p50 "
                 f"{row['p50_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms, "
                 f"{row['images_per_s']:.2f} images/s", flush=True)
+    signature = tf.saved_model.load(export_dir).signatures["serving_default"]
     for size in sizes:
-      row = overhead(generator, export_dir, size, repeats)
+      row = overhead(generator, signature, size, repeats)
       results["overhead"].append(row)
       print(f"overhead {size}x{size}: signature {row['signature_ms']:.0f} ms, "
             f"bare model {row['bare_model_ms']:.0f} ms, overhead "

@@ -22,6 +22,13 @@ def timed_seconds(fn, repeats):
   return float(np.median(times)), float(np.min(times))
 
 
+def graph_flops(graph):
+  """Float ops TF's profiler counts in a traced graph (Conv2D, MatMul, ...)."""
+  options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+  options["output"] = "none"
+  return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops
+
+
 def matmul_gflops(dtype, n, repeats):
   """Measured GFLOP/s of an n x n matmul, the practical compute limit."""
   a = tf.cast(tf.random.normal([n, n]), dtype)

@@ -16,7 +16,13 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
+
+from bench import timing  # noqa: E402
+from lbam_tf import critic, gan, generator, losses, vgg  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("quick", False, "Smoke run: 128 crop, batch 1, fp32, 1 step.")
@@ -29,24 +35,8 @@ flags.DEFINE_integer("steps", 3, "Timed steps after one warm-up step (median).")
 flags.DEFINE_integer("matmul_size", 2048, "Side of the square matmul timed.")
 
 
-def step_flops(function, batch):
-  """FLOPs the profiler counts in the traced graph of `function(batch)`."""
-  import tensorflow as tf
-  graph = function.get_concrete_function(batch).graph
-  options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
-  options["output"] = "none"
-  profile = tf.compat.v1.profiler.profile(graph=graph, options=options)
-  return profile.total_float_ops
-
-
 def time_step(crop, batch_size, policy, steps):
   """(seconds per step, GFLOP per step) for one configuration."""
-  import keras
-  import numpy as np
-  import tensorflow as tf
-  from bench import timing
-  from lbam_tf import critic, gan, generator, losses, vgg
-
   keras.mixed_precision.set_global_policy(policy)
   keras.utils.set_random_seed(0)
   model = gan.LbamGan(generator.build_generator(), critic.build_critic(),
@@ -62,7 +52,7 @@ def time_step(crop, batch_size, policy, steps):
                                 tf.float32),
            "mask": tf.constant(mask)}
   train_step = tf.function(model.train_step)
-  flops = step_flops(train_step, batch)
+  flops = timing.graph_flops(train_step.get_concrete_function(batch).graph)
   seconds, _ = timing.timed_seconds(
       lambda: train_step(batch)["generator_loss"].numpy(), steps)
   return seconds, flops / 1e9
@@ -70,8 +60,6 @@ def time_step(crop, batch_size, policy, steps):
 
 def main(argv):
   del argv
-  import tensorflow as tf
-  from bench import timing
   tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
   tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
   if FLAGS.quick:

@@ -266,15 +266,15 @@ def pair_images_with_masks(images, masks, num_images, seed):
   ratios = metrics.hole_ratio(np.stack([known for _, known in masks]))
   for (key, known), ratio in sorted(zip(masks, ratios),
                                     key=lambda item: item[0][0]):
-    index = metrics.hole_ratio_bin(ratio)
-    if index < 0:
+    index = masks_lib.ratio_bin(ratio)
+    if index is None:
       dropped += 1
     else:
       by_bin.setdefault(index, []).append((key, known, float(ratio)))
   if not by_bin:
     raise ValueError(
         f"none of the {len(masks)} masks has a hole ratio in "
-        f"({metrics.HOLE_RATIO_EDGES[0]}, {metrics.HOLE_RATIO_EDGES[-1]}]: "
+        f"({masks_lib.FULL_RANGE[0]}, {masks_lib.FULL_RANGE[1]}]: "
         "check --mask_polarity (white = hole) and the masks themselves")
   bins = sorted(by_bin)
   for index in bins:
@@ -294,11 +294,6 @@ def pair_images_with_masks(images, masks, num_images, seed):
 # ---------------------------------------------------------------- models
 
 
-def _is_saved_model(path):
-  return os.path.isdir(path) and os.path.exists(
-      os.path.join(path, "saved_model.pb"))
-
-
 def load_model(path, label):
   """A `Model` for a SavedModel or anything `model_io.load_generator` reads.
 
@@ -307,7 +302,7 @@ def load_model(path, label):
   """
   if not os.path.exists(path):
     raise FileNotFoundError(f"--model {path} does not exist")
-  if _is_saved_model(path):
+  if inpaint_lib.is_export(path):
     loaded = tf.saved_model.load(path)
     if inpaint_lib.TENSOR_SIGNATURE not in loaded.signatures:
       raise ValueError(
@@ -467,7 +462,7 @@ def evaluate_pairs(pairs,
 def summarize(pairs, scores):
   """table[method][bin label or ALL_BINS] = {count, psnr, ssim, l1_percent}."""
   bins = np.array([pair.bin for pair in pairs])
-  num_bins = len(metrics.HOLE_RATIO_EDGES) - 1
+  num_bins = len(masks_lib.HOLE_RATIO_BINS)
   table = {}
   for method, values in scores.items():
     rows = {}
@@ -821,17 +816,17 @@ def run(model_paths,
        "no-top weights file) to add it. No number is given rather than a "
        "made-up one."),
       f"{dropped} of {len(masks)} masks had a hole ratio outside "
-      f"({metrics.HOLE_RATIO_EDGES[0]}, {metrics.HOLE_RATIO_EDGES[-1]}] and "
+      f"({masks_lib.FULL_RANGE[0]}, {masks_lib.FULL_RANGE[1]}] and "
       "were not used.",
   ]
   empty = [
       masks_lib.bin_label(b)
-      for b in range(len(metrics.HOLE_RATIO_EDGES) - 1)
+      for b in range(len(masks_lib.HOLE_RATIO_BINS))
       if not table[labels[0]][masks_lib.bin_label(b)]["count"]
   ]
   if empty:
     notes.append(f"No masks, hence no images, in bins {', '.join(empty)}.")
-  if len(pairs) < 30 * (len(metrics.HOLE_RATIO_EDGES) - 1):
+  if len(pairs) < 30 * (len(masks_lib.HOLE_RATIO_BINS)):
     notes.append(
         f"Only {len(pairs)} pairs (fewer than 30 per bin): per-bin means of "
         "so few images change with the seed; compare methods within this "

@@ -39,7 +39,8 @@ def list_images(folder):
           and os.path.isfile(os.path.join(folder, name))]
 
 
-def _stem(path):
+def stem(path):
+  """A file's name without folder and extension: how images meet their masks."""
   return os.path.splitext(os.path.basename(path))[0]
 
 
@@ -75,7 +76,7 @@ def plan(image, mask, output):
           f"--image {image} is a file but --mask {mask} is a folder: give the "
           "mask file for this image")
     if os.path.isdir(output):
-      output = os.path.join(output, _stem(image) + ".png")
+      output = os.path.join(output, stem(image) + ".png")
     return [Job(image, mask, output)], []
 
   if os.path.isfile(output):
@@ -85,15 +86,15 @@ def plan(image, mask, output):
   masks = {}
   if os.path.isdir(mask):
     for path in list_images(mask):
-      masks.setdefault(_stem(path), path)
+      masks.setdefault(stem(path), path)
 
   jobs, problems, outputs = [], [], {}
   for path in list_images(image):
-    stem = _stem(path)
-    mask_path = masks.get(stem) if os.path.isdir(mask) else mask
-    out_path = os.path.join(output, stem + ".png")
+    name = stem(path)
+    mask_path = masks.get(name) if os.path.isdir(mask) else mask
+    out_path = os.path.join(output, name + ".png")
     if mask_path is None:
-      problems.append((path, f"no mask named {stem}.* in {mask}"))
+      problems.append((path, f"no mask named {name}.* in {mask}"))
     elif out_path in outputs:
       problems.append((path, f"{outputs[out_path]} already writes {out_path}: "
                              "rename one of the two images"))

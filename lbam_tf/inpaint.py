@@ -263,6 +263,12 @@ def error_text(message):
   return message.split("<stack traces unavailable>\n")[-1].strip()
 
 
+def is_export(path):
+  """Whether `path` is a SavedModel folder (an export) rather than weights."""
+  return os.path.isdir(path) and os.path.exists(
+      os.path.join(path, "saved_model.pb"))
+
+
 def load(model, max_pixels=DEFAULT_MAX_PIXELS):
   """A function (image_bytes, mask_bytes, mask_polarity) -> PNG strings [B].
 
@@ -272,7 +278,7 @@ def load(model, max_pixels=DEFAULT_MAX_PIXELS):
     max_pixels: the size limit when `model` is not an export (an export keeps
       the limit it was exported with).
   """
-  if os.path.exists(os.path.join(model, "saved_model.pb")):
+  if is_export(model):
     signature = tf.saved_model.load(model).signatures[SERVING_SIGNATURE]
     return lambda image_bytes, mask_bytes, mask_polarity: signature(
         image_bytes=image_bytes, mask_bytes=mask_bytes,
@@ -313,8 +319,8 @@ FLAGS = flags.FLAGS
 def define_flags():
   """Defines the CLI's flags, only when run as a program.
 
-  serving.export and serving.local_server import this module and define flags
-  of their own (--max_pixels among them).
+  serving.export, serving.local_server and lbam_tf.evaluate import this module
+  and define flags of their own (serving.export a --max_pixels too).
   """
   flags.DEFINE_string(
       "model", None,

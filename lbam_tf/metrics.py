@@ -19,14 +19,12 @@ Example:
   metrics.psnr(output, target)        # float32 [B], dB
   metrics.ssim(output, target)        # float32 [B]
   metrics.l1_percent(output, target)  # float32 [B]
-  metrics.hole_ratio_bin(0.25)        # 2: the bin (0.2, 0.3]
   metrics.frechet_distance(features_a, features_b)  # FID on Inception features
 """
 
 import numpy as np
 import tensorflow as tf
 
-from lbam_tf import masks
 
 #: PSNR reported for identical images (MSE 0). One 8-bit level wrong at one
 #: pixel of a 256x256 RGB image already gives 101 dB, so the cap only replaces
@@ -39,12 +37,6 @@ SSIM_FILTER_SIZE = 11
 SSIM_FILTER_SIGMA = 1.5
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
-
-#: Edges of `masks.HOLE_RATIO_BINS` (the NVIDIA irregular-mask protocol's
-#: bins); bin i is (edges[i], edges[i + 1]]: lower edge exclusive.
-HOLE_RATIO_EDGES = (masks.HOLE_RATIO_BINS[0][0],) + tuple(
-    upper for _, upper in masks.HOLE_RATIO_BINS)
-
 
 def _as_float_pair(output, target):
   output = tf.cast(tf.convert_to_tensor(output), tf.float32)
@@ -125,25 +117,6 @@ def hole_ratio(mask):
   """
   hole = np.asarray(mask) < 0.5
   return hole.reshape(hole.shape[0], -1).mean(axis=1, dtype=np.float64)
-
-
-def hole_ratio_bin(ratio, edges=HOLE_RATIO_EDGES):
-  """Index of the bin (edges[i], edges[i + 1]] holding `ratio`, else -1.
-
-  Args:
-    ratio: a hole ratio in [0, 1] (a float or an array of them).
-    edges: increasing bin edges.
-
-  Returns:
-    int (or int array): 0 for (0.01, 0.1], ..., 5 for (0.5, 0.6] with the
-    default edges; -1 for ratios at or below the first edge or above the last.
-  """
-  edges = np.asarray(edges, dtype=np.float64)
-  # side="left" puts a ratio equal to an edge in the bin that edge closes.
-  index = np.searchsorted(
-      edges, np.asarray(ratio, dtype=np.float64), side="left") - 1
-  index = np.where((index < 0) | (index >= len(edges) - 1), -1, index)
-  return int(index) if np.ndim(index) == 0 else index
 
 
 def frechet_distance(features_a, features_b):

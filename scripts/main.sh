@@ -46,24 +46,9 @@ stop_server() {
   fi
 }
 trap stop_server EXIT
-"$py" - "$port" "$server" <<'EOF'
-import json, os, sys, time, urllib.request
-port, pid = sys.argv[1], int(sys.argv[2])
-deadline = time.monotonic() + 180
-while True:
-  try:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/lbam", timeout=5) as r:
-      print(json.loads(r.read())["model_version_status"][0], file=sys.stderr)
-      break
-  except OSError:
-    try:
-      os.kill(pid, 0)
-    except ProcessLookupError:
-      sys.exit("the server exited at start: see its log")
-    if time.monotonic() > deadline:
-      sys.exit(f"the server did not answer on port {port} within 180 s")
-    time.sleep(1)
-EOF
+"$py" -c 'import sys; from serving import local_server as s; pid = int(sys.argv[2])
+print(s.wait_until_answers(int(sys.argv[1]), lambda: s.process_alive(pid)), file=sys.stderr)' \
+  "$port" "$server" || { tail -20 "$out/server.log" >&2; exit 1; }
 
 step "5/6 inpainting the samples through the REST client"
 "$py" -m serving.demo --mode masks --image_dir examples/images --mask_dir "$out/demo/masks"

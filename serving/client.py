@@ -173,17 +173,16 @@ def define_flags():
 def main(argv):
   del argv
   jobs, problems = image_files.plan_flags()
-  if FLAGS.protocol == "rest":
-    client = RestClient(FLAGS.server or "http://127.0.0.1:8501",
-                        FLAGS.model_name, FLAGS.timeout)
-  else:
-    client = GrpcClient(FLAGS.server or "localhost:8500", FLAGS.model_name,
-                        FLAGS.timeout)
+  rest = FLAGS.protocol == "rest"
+  server = FLAGS.server or ("http://127.0.0.1:8501" if rest
+                            else "localhost:8500")
+  client = (RestClient if rest else GrpcClient)(server, FLAGS.model_name,
+                                                FLAGS.timeout)
   try:
     written, failures = inpaint_files(client, jobs, FLAGS.batch_size,
                                       FLAGS.mask_polarity)
   except urllib.error.URLError as error:
-    print(f"cannot reach {FLAGS.server or 'http://127.0.0.1:8501'}: "
+    print(f"cannot reach {server}: "
           f"{error.reason}; is the server running?", file=sys.stderr)
     return 2
   return image_files.report(written, problems + failures)

@@ -48,10 +48,6 @@ def define_flags():
   flags.mark_flags_as_required(["mode", "mask_dir"])
 
 
-def stem(path):
-  return os.path.splitext(os.path.basename(path))[0]
-
-
 def write_masks(image_dir, mask_dir, hole_range=(0.1, 0.3), seed=0):
   """Writes <stem>.png (255 = hole) of each image's size; returns the paths."""
   os.makedirs(mask_dir, exist_ok=True)
@@ -59,9 +55,9 @@ def write_masks(image_dir, mask_dir, hole_range=(0.1, 0.3), seed=0):
   for path in image_files.list_images(image_dir):
     with Image.open(path) as image:
       width, height = image.size
-    hole = masks.random_mask(masks.seeded_rng(seed, stem(path)),
+    hole = masks.random_mask(masks.seeded_rng(seed, image_files.stem(path)),
                              (height, width), hole_range=hole_range)
-    written.append(os.path.join(mask_dir, stem(path) + ".png"))
+    written.append(os.path.join(mask_dir, image_files.stem(path) + ".png"))
     Image.fromarray(hole).save(written[-1])
   return written
 
@@ -83,7 +79,7 @@ def write_side_by_side(image_dir, mask_dir, output_dir, path):
   os.makedirs(folder, exist_ok=True)
   rows = []
   for image_path in image_files.list_images(image_dir):
-    name = stem(image_path) + ".png"
+    name = image_files.stem(image_path) + ".png"
     output_path = os.path.join(output_dir, name)
     if not os.path.exists(output_path):
       continue

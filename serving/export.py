@@ -116,7 +116,11 @@ def write_warmup_requests(export_dir, sizes=(256,)):
 
 
 def check_export_dir(export_dir, overwrite=False):
-  """Raises ValueError unless `export_dir` is a version folder we may write."""
+  """Raises ValueError unless `export_dir` is a version folder we may write.
+
+  Deletes nothing, so a command line can check before loading the weights
+  and a failed load leaves the previous export in place.
+  """
   version = os.path.basename(os.path.normpath(export_dir))
   if not version.isdigit():
     raise ValueError(
@@ -128,7 +132,6 @@ def check_export_dir(export_dir, overwrite=False):
       raise ValueError(
           f"--export_dir {export_dir} exists and is not empty: pick a new "
           "version number or pass --overwrite")
-    shutil.rmtree(export_dir)
 
 
 def export(generator, export_dir, max_pixels=DEFAULT_MAX_PIXELS,
@@ -146,6 +149,8 @@ def export(generator, export_dir, max_pixels=DEFAULT_MAX_PIXELS,
     `export_dir`.
   """
   check_export_dir(export_dir, overwrite)
+  if os.path.exists(export_dir):
+    shutil.rmtree(export_dir)
   module = inpaint.InpaintModule(generator, max_pixels)
   tf.saved_model.save(module, export_dir, signatures=module.signatures())
   if warmup_sizes:

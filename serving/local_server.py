@@ -330,8 +330,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
       # Drained in chunks rather than held: a client still sending would get
       # a broken pipe instead of the answer.
       self.close_connection = True
-      while length > 0:
-        length -= len(self.rfile.read(min(length, 1 << 20))) or length
+      remaining = length
+      while remaining > 0:
+        remaining -= len(self.rfile.read(min(remaining, 1 << 20))) or remaining
       raise RequestError(
           f"request of {length} bytes is above --max_request_bytes="
           f"{self.server.max_request_bytes}: send fewer or smaller images "
@@ -379,13 +380,44 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def _answers(port):
+def process_alive(pid):
+  """Whether process `pid` exists (for a script that started the server)."""
   try:
-    urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/lbam",
-                           timeout=5).close()
+    os.kill(pid, 0)
     return True
-  except OSError:
+  except ProcessLookupError:
     return False
+
+
+def wait_until_answers(port, is_alive, model_name="lbam", timeout=180):
+  """Polls GET /v1/models/<model_name> on loopback until it answers.
+
+  Args:
+    port: the server's port.
+    is_alive: () -> bool, False once the server process has exited.
+    model_name: as the server's --model_name.
+    timeout: seconds to wait.
+
+  Returns:
+    The model's status (TF Serving's model_version_status[0]).
+
+  Raises:
+    RuntimeError: the server exited, or did not answer within `timeout`.
+  """
+  deadline = time.monotonic() + timeout
+  while True:
+    try:
+      with urllib.request.urlopen(
+          f"http://127.0.0.1:{port}/v1/models/{model_name}", timeout=5) as r:
+        return json.loads(r.read())["model_version_status"][0]
+    except OSError:
+      if not is_alive():
+        raise RuntimeError("the server exited at start") from None
+      if time.monotonic() > deadline:
+        raise RuntimeError(
+            f"the server did not answer on port {port} within {timeout} s"
+        ) from None
+      time.sleep(0.5)
 
 
 @contextlib.contextmanager
@@ -398,7 +430,8 @@ def subprocess_server(model_base_path, log, args=(), timeout=180):
   Args:
     model_base_path: as --model_base_path.
     log: an open file receiving the child's stdout and stderr.
-    args: more flags, e.g. ["--max_request_bytes=1024"].
+    args: more flags, e.g. ["--max_request_bytes=1024"] (not --model_name:
+      the wait asks for the default name, lbam).
     timeout: seconds to wait for the first answer.
 
   Yields:
@@ -415,16 +448,13 @@ def subprocess_server(model_base_path, log, args=(), timeout=180):
        f"--model_base_path={model_base_path}", f"--port={port}", *args],
       cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
   try:
-    deadline = time.monotonic() + timeout
-    while not _answers(port):
-      if server.poll() is not None or time.monotonic() > deadline:
-        log.flush()
-        with open(log.name) as f:
-          tail = f.read()[-2000:]
-        state = (f"exited with {server.returncode}" if server.poll() is not None
-                 else f"did not answer within {timeout} s")
-        raise RuntimeError(f"server {state}; {log.name} ends:\n{tail}")
-      time.sleep(0.5)
+    try:
+      wait_until_answers(port, lambda: server.poll() is None, timeout=timeout)
+    except RuntimeError as error:
+      log.flush()
+      with open(log.name) as f:
+        tail = f.read()[-2000:]
+      raise RuntimeError(f"{error}; {log.name} ends:\n{tail}") from None
     yield port
   finally:
     server.terminate()
@@ -457,7 +487,8 @@ def define_flags():
                        "REST port (TF Serving's default is 8501); 0 picks a "
                        "free one, printed at start.")
   flags.DEFINE_integer("max_request_bytes", 64 << 20,
-                       "Larger request bodies get HTTP 413 without being read.")
+                       "Larger request bodies get HTTP 413; such a body is read "
+                       "and discarded, never held.")
   flags.DEFINE_bool("verbose", False, "Log every request to stderr.")
   flags.mark_flag_as_required("model_base_path")
 

@@ -175,10 +175,10 @@ def test_pairing_is_deterministic_bin_balanced_and_drops_out_of_bin_masks():
   assert sorted(p.image_key for p in pairs) == sorted(k for k, _ in images)
   # 12 images over 6 bins: two each, and each mask's ratio lies in its bin.
   assert np.bincount([p.bin for p in pairs], minlength=6).tolist() == [2] * 6
-  edges = metrics.HOLE_RATIO_EDGES
   for p in pairs:
     holes = np.mean(p.known < 0.5)
-    assert edges[p.bin] < holes <= edges[p.bin + 1]
+    lower, upper = masks_lib.HOLE_RATIO_BINS[p.bin]
+    assert lower < holes <= upper
   # num_images keeps a prefix of the same permutation.
   first, _ = evaluate.pair_images_with_masks(images, masks, 5, seed=3)
   assert [p.image_key for p in first] == [p.image_key for p in pairs[:5]]
@@ -198,7 +198,7 @@ def test_identity_model_scores_match_numpy_and_outputs_are_readable(
     expected_ratio = hole.mean()
     assert pair["hole_ratio"] == pytest.approx(expected_ratio)
     assert masks_lib.bin_label(
-        metrics.hole_ratio_bin(expected_ratio)) == pair["bin"]
+        masks_lib.ratio_bin(expected_ratio)) == pair["bin"]
     psnr, l1 = _numpy_psnr_l1(np.where(hole[..., None], 0, truth), truth)
     assert pair["metrics"]["ours"]["psnr"] == pytest.approx(psnr, abs=1e-3)
     assert pair["metrics"]["ours"]["l1_percent"] == pytest.approx(l1, abs=1e-3)

@@ -88,20 +88,17 @@ def test_folder_cli_reports_bad_files_and_goes_on(head_weights, tmp_path):
   np.testing.assert_array_equal(jpeg[~hole], decoded[~hole])
 
 
-def test_export_and_weights_give_the_same_result(generator, tmp_path):
+def test_export_and_weights_give_the_same_result(generator, head_weights,
+                                                tmp_path):
   image, hole = _sample(70, 130, seed=3)
-  jobs = []
-  for name in ("weights", "export"):
-    jobs.append(image_files.Job(
-        _write(tmp_path / "a.png", image),
-        _write(tmp_path / "m.png", 255 - hole[..., None] * 255),
-        str(tmp_path / name / "a.png")))
-  module = inpaint.InpaintModule(generator)
-  def from_module(*args):
-    return module.serve_bytes(*args)["image_bytes"]
+  image_path = _write(tmp_path / "a.png", image)
+  mask_path = _write(tmp_path / "m.png", 255 - hole[..., None] * 255)
+  jobs = [image_files.Job(image_path, mask_path, str(tmp_path / name / "a.png"))
+          for name in ("weights", "export")]
+  from_weights = inpaint.load(head_weights)
   export.export(generator, str(tmp_path / "lbam" / "1"), warmup_sizes=())
   from_export = inpaint.load(str(tmp_path / "lbam" / "1"))
-  for run, job in zip((from_module, from_export), jobs):
+  for run, job in zip((from_weights, from_export), jobs):
     written, failures = inpaint.inpaint_files(run, [job], polarity="black",
                                               progress=False)
     assert written == [job.output] and not failures

@@ -197,7 +197,8 @@ BAD_REQUESTS = {
                         "Specific(lbam, 7)"),
     "malformed path": ("GET", "/v2/anything", None, 404, "Malformed request"),
     "body too large": ("POST", _PREDICT, b"x" * (MAX_REQUEST_BYTES + 1), 413,
-                       "above --max_request_bytes"),
+                       f"request of {MAX_REQUEST_BYTES + 1} bytes is above "
+                       "--max_request_bytes"),
 }
 
 

@@ -107,3 +107,12 @@ def test_bad_arguments_name_the_value():
     masks.generate("cubist", masks.seeded_rng(0), (64, 64))
   with pytest.raises(ValueError, match="4x4"):
     masks.irregular_mask(masks.seeded_rng(0), (4, 4))
+
+
+@pytest.mark.parametrize("ratio, expected",
+                         [(0.0, None), (0.01, None), (0.0100001, 0), (0.05, 0),
+                          (0.1, 0), (0.1000001, 1), (0.2, 1), (0.25, 2),
+                          (0.3, 2), (0.4, 3), (0.45, 4), (0.5, 4), (0.55, 5),
+                          (0.6, 5), (0.6000001, None), (0.9, None), (1.0, None)])
+def test_ratio_bin_edges_lower_exclusive_upper_inclusive(ratio, expected):
+  assert masks.ratio_bin(ratio) == expected

@@ -117,15 +117,6 @@ def test_mismatched_shapes_name_both():
     metrics.psnr(np.zeros((1, 16, 16, 3)), np.zeros((1, 16, 17, 3)))
 
 
-@pytest.mark.parametrize("ratio, expected",
-                         [(0.0, -1), (0.01, -1), (0.0100001, 0), (0.05, 0),
-                          (0.1, 0), (0.1000001, 1), (0.2, 1), (0.25, 2),
-                          (0.3, 2), (0.4, 3), (0.45, 4), (0.5, 4), (0.55, 5),
-                          (0.6, 5), (0.6000001, -1), (0.9, -1), (1.0, -1)])
-def test_hole_ratio_bin_edges_lower_exclusive_upper_inclusive(ratio, expected):
-  assert metrics.hole_ratio_bin(ratio) == expected
-
-
 def test_hole_ratio_counts_hole_pixels():
   mask = np.ones((2, 10, 10, 1), np.float32)
   mask[0, :3, :] = 0.0  # 30 of 100 pixels are holes
