@@ -7,7 +7,6 @@ decompression bomb is refused before any memory is spent on it. Every failure
 becomes a `Rejected` with a reason from REASONS, for rejected.jsonl.
 """
 
-import hashlib
 import io
 
 import cv2
@@ -38,13 +37,6 @@ class Rejected(Exception):
     super().__init__(f"{reason}: {detail}")
     self.reason = reason
     self.detail = detail
-
-
-def key_fraction(*parts):
-  """A number in [0, 1) determined by `parts`, for hash splits and sharding."""
-  text = ":".join(str(p) for p in parts)
-  digest = hashlib.sha256(text.encode("utf-8")).digest()
-  return int.from_bytes(digest[:8], "big") / 2.0 ** 64
 
 
 def _open(data, max_pixels):

@@ -203,7 +203,7 @@ def _rejected(path, reason, detail, kind="image"):
 
 def split_of(key, val_fraction, test_fraction):
   """train, val or test from a hash of the key (independent of --seed)."""
-  u = decode.key_fraction("split", key)
+  u = shards.key_fraction("split", key)
   if u < test_fraction:
     return "test"
   return "val" if u < test_fraction + val_fraction else "train"

@@ -9,6 +9,7 @@ always complete. A shard is held in one worker's memory: choose --num_shards
 so that a shard stays well under a worker's RAM.
 """
 
+import hashlib
 import struct
 
 import apache_beam as beam
@@ -17,7 +18,13 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from lbam_tf import data
-from pipeline import decode
+
+
+def key_fraction(*parts):
+  """A number in [0, 1) determined by `parts`, for hash splits and sharding."""
+  text = ":".join(str(p) for p in parts)
+  digest = hashlib.sha256(text.encode("utf-8")).digest()
+  return int.from_bytes(digest[:8], "big") / 2.0 ** 64
 
 
 def _masked_crc(payload):
@@ -77,7 +84,7 @@ class WriteShards(beam.PTransform):
   def expand(self, records):
     num_shards = self._num_shards
     keyed = records | "KeyByShard" >> beam.Map(
-        lambda r: ((r[0], int(decode.key_fraction("shard", r[1]) * num_shards)),
+        lambda r: ((r[0], int(key_fraction("shard", r[1]) * num_shards)),
                    (r[1], r[2])))
     every_shard = records.pipeline | "EveryShard" >> beam.Create(
         [((split, shard), None) for split in self._splits
