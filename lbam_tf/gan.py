@@ -6,6 +6,13 @@ forward once per step; the critic sees its output with the gradient stopped,
 and the generator's adversarial term sees the critic after its update, as in
 the reference.
 
+`reconstruction_only` (set before `fit`, read when the step is traced) makes
+the step a warm-up step: the L1 hole and valid terms alone, no critic update,
+no VGG. The warm-up of Iizuka et al., "Globally and Locally Consistent Image
+Completion" (SIGGRAPH 2017, section 3.2: the completion network is trained
+with the reconstruction loss alone before the adversarial loss is added);
+`lbam_tf.train --warmup_steps` uses it.
+
 Work the reference wastes and this step does not: the ground truth's VGG
 features and Gram matrices are computed once, outside any gradient tape; the
 output and the composite go through VGG in one batched call; the critic scores
@@ -116,6 +123,7 @@ class LbamGan(keras.Model):
     self.trackers = {name: keras.metrics.Mean(name=name) for name in LOG_NAMES}
     self.generator_optimizer = None
     self.critic_optimizer = None
+    self.reconstruction_only = False
     self.built = True
 
   @property
@@ -168,9 +176,41 @@ class LbamGan(keras.Model):
     """This replica's share of a per-example value's global-batch mean."""
     return losses.scale_to_global_batch(per_example, self.global_batch_size)
 
+  def _apply_generator_gradients(self, tape, scaled_loss):
+    variables = self.generator.trainable_variables
+    self.generator_optimizer.apply_gradients(
+        zip(tape.gradient(scaled_loss, variables), variables))
+    self.step.assign_add(1)
+
+  def _log(self, logs):
+    """Updates the trackers with global-batch means; returns their results."""
+    # Each replica holds its share of the global mean; the sum is the mean.
+    context = tf.distribute.get_replica_context()
+    names = list(LOG_NAMES)
+    totals = context.all_reduce(
+        "sum", tf.stack([logs.get(n, tf.constant(0.0)) for n in names]))
+    for index, name in enumerate(names):
+      self.trackers[name].update_state(totals[index])
+    return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+  def _reconstruction_step(self, image, mask):
+    """A warm-up step: the weighted L1 terms only (other terms log 0)."""
+    weights = self.loss_weights
+    with tf.GradientTape() as tape:
+      output = self.generator({"image": image, "mask": mask}, training=True)
+      hole, valid = losses.hole_valid_l1(tf.cast(output, tf.float32), image,
+                                         mask)
+      loss = self._share(weights.hole * hole + weights.valid * valid)
+      scaled = self.generator_optimizer.scale_loss(loss)
+    self._apply_generator_gradients(tape, scaled)
+    return self._log({"generator_loss": loss, "hole": self._share(hole),
+                      "valid": self._share(valid)})
+
   def train_step(self, data):
     image = tf.cast(data["image"], tf.float32)
     mask = tf.cast(data["mask"], tf.float32)
+    if self.reconstruction_only:
+      return self._reconstruction_step(image, mask)
     weights = self.loss_weights
 
     target_features = self.feature_extractor(image, training=False)
@@ -207,19 +247,9 @@ class LbamGan(keras.Model):
                      + weights.adversarial * adversarial)
       loss = self._share(per_example)
       scaled = self.generator_optimizer.scale_loss(loss)
-    variables = self.generator.trainable_variables
-    self.generator_optimizer.apply_gradients(
-        zip(tape.gradient(scaled, variables), variables))
-    self.step.assign_add(1)
-
-    logs = {"generator_loss": loss, "hole": self._share(hole),
-            "valid": self._share(valid), "perceptual": self._share(perceptual),
-            "style": self._share(style),
-            "adversarial": self._share(adversarial), **critic_logs}
-    # Each replica holds its share of the global mean; the sum is the mean.
-    context = tf.distribute.get_replica_context()
-    names = list(LOG_NAMES)
-    totals = context.all_reduce("sum", tf.stack([logs[n] for n in names]))
-    for index, name in enumerate(names):
-      self.trackers[name].update_state(totals[index])
-    return {name: tracker.result() for name, tracker in self.trackers.items()}
+    self._apply_generator_gradients(tape, scaled)
+    return self._log({
+        "generator_loss": loss, "hole": self._share(hole),
+        "valid": self._share(valid), "perceptual": self._share(perceptual),
+        "style": self._share(style), "adversarial": self._share(adversarial),
+        **critic_logs})

@@ -27,6 +27,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -44,6 +45,15 @@ PRESETS = {
     "cpu_small": {"crop_size": 128, "batch_size": 4, "log_every": 10,
                   "checkpoint_every": 50, "image_every": 50, "val_every": 50,
                   "val_steps": 4, "strategy": "one_device"},
+    # Learns visibly within minutes on a 2-core CPU (BUILD_NOTES.md, "Training
+    # that learns": the A/B runs behind each value). cpu_small's shape, the
+    # paper's model and loss terms, with starting weights that keep the
+    # attention maps alive and an L1 warm-up before the critic and VGG terms.
+    "cpu_fast": {"crop_size": 128, "batch_size": 4, "log_every": 25,
+                 "checkpoint_every": 250, "image_every": 250,
+                 "val_every": 100, "val_steps": 4, "strategy": "one_device",
+                 "initialization": "neutral_attention",
+                 "warmup_steps": 100000, "generator_lr": 1e-3},
 }
 
 FLAGS = flags.FLAGS
@@ -65,9 +75,12 @@ def define_flags():
                       "Where checkpoints, config.json, TensorBoard logs and "
                       "generator.weights.h5 go; an existing one is resumed.")
   flags.DEFINE_enum("preset", "paper", list(PRESETS),
-                    "Bundle of defaults: 'paper' (256 crops, batch 48) or "
+                    "Bundle of defaults: 'paper' (256 crops, batch 48), "
                     "'cpu_small' (128 crops, batch 4, one device, frequent "
-                    "logs). Flags given explicitly win over the preset.")
+                    "logs) or 'cpu_fast' (cpu_small's shape with "
+                    "neutral_attention starting weights, an L1 warm-up and "
+                    "a higher generator rate: learns within minutes on a "
+                    "CPU). Flags given explicitly win over the preset.")
   flags.DEFINE_integer("crop_size", 256,
                        "Training crop side, a multiple of 128, at most the "
                        "data_dir's stored crop size.")
@@ -79,6 +92,20 @@ def define_flags():
   flags.DEFINE_float("epochs", 0,
                      "Passes over the train split (from manifest.json's "
                      "count), used when --train_steps is 0.")
+  flags.DEFINE_float("max_minutes", 0,
+                     "Wall-clock budget of the run, start-up included: at "
+                     "the first step end past it, save a checkpoint and "
+                     "generator.weights.h5 and stop. 0: no budget. Give a "
+                     "large --train_steps to train for this long.")
+  flags.DEFINE_integer("warmup_steps", 0,
+                       "First steps that train the generator on the L1 hole "
+                       "and valid terms alone (no critic, no VGG; Iizuka et "
+                       "al. 2017), before the full loss.")
+  flags.DEFINE_string("initialization", "reference",
+                    "Generator starting weights: 'reference' (the authors' N(0, "
+                    "0.02); the fresh generator outputs flat grey) or "
+                    "'neutral_attention' (attention maps start at their "
+                    "peak on known pixels, He-scaled feature filters).")
   flags.DEFINE_float("generator_lr", 1e-4, "Generator Adam learning rate.")
   flags.DEFINE_float("generator_beta1", 0.5, "Generator Adam beta_1.")
   flags.DEFINE_float("generator_beta2", 0.9, "Generator Adam beta_2.")
@@ -166,11 +193,22 @@ def check_flags():
     if FLAGS[name].value < 1:
       raise app.UsageError(f"--{name} {FLAGS[name].value} must be >= 1")
   # Before config.json is written: a typo there would block the next run.
-  from lbam_tf import critic, generator
+  from lbam_tf import critic, generator, initialization
   try:
     generator.check_variant(FLAGS.variant, FLAGS.ablation)
   except ValueError as e:
     raise app.UsageError(str(e)) from None
+  if FLAGS.initialization not in initialization.SCHEMES:
+    raise app.UsageError(
+        f"--initialization {FLAGS.initialization!r} is not one of "
+        f"{initialization.SCHEMES}")
+  if FLAGS.max_minutes < 0 or FLAGS.warmup_steps < 0:
+    raise app.UsageError("--max_minutes and --warmup_steps must be >= 0")
+  if FLAGS.max_minutes and FLAGS.strategy == "multi_worker":
+    raise app.UsageError(
+        "--max_minutes is not supported with --strategy multi_worker: each "
+        "worker's clock could stop it at a different step; give "
+        "--train_steps")
   if FLAGS.critic_normalization not in critic.NORMALIZATIONS:
     raise app.UsageError(
         f"--critic_normalization {FLAGS.critic_normalization!r} is not one of "
@@ -264,10 +302,11 @@ class Terminated(Exception):
   """SIGTERM arrived; a checkpoint was saved."""
 
 
-def make_monitor(gan, manager, total_steps, model_dir, val_data, chief):
+def make_monitor(gan, manager, model_dir, val_data, chief, deadline):
   """The run's `keras.callbacks.Callback`: checkpoints, TensorBoard, validation,
-  SIGTERM (save, then raise `Terminated`) and NaN/Inf (raise, keep the last
-  good checkpoint)."""
+  SIGTERM (save, then raise `Terminated`), NaN/Inf (raise, keep the last
+  good checkpoint), and the end of a phase (`stop_at`) or of the time budget
+  (`deadline`, a `time.monotonic()` value or None)."""
   import keras
   import tensorflow as tf
   from lbam_tf import gan as gan_lib
@@ -290,6 +329,9 @@ def make_monitor(gan, manager, total_steps, model_dir, val_data, chief):
     def __init__(self):
       super().__init__()
       self.saved_step = None
+      self.validated_step = None
+      self.stop_at = None
+      self.out_of_time = False
 
     def step(self):
       return int(gan.step.numpy())
@@ -317,7 +359,9 @@ def make_monitor(gan, manager, total_steps, model_dir, val_data, chief):
       if TERMINATE.is_set():
         self.save(step)
         raise Terminated(f"SIGTERM: saved step {step} to {model_dir}")
-      if step >= total_steps:
+      if deadline is not None and time.monotonic() >= deadline:
+        self.out_of_time = True
+      if step >= self.stop_at or self.out_of_time:
         self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
@@ -353,6 +397,7 @@ def make_monitor(gan, manager, total_steps, model_dir, val_data, chief):
       writers["train"].flush()
 
     def validate(self, step):
+      self.validated_step = step
       values = {"psnr": [], "ssim": [], "l1_percent": []}
       for batch in val_data:
         _, composite = infer(batch)
@@ -376,6 +421,8 @@ def make_monitor(gan, manager, total_steps, model_dir, val_data, chief):
 
 def main(argv):
   del argv
+  deadline = (time.monotonic() + 60 * FLAGS.max_minutes
+              if FLAGS.max_minutes else None)
   signal.signal(signal.SIGTERM, lambda *_: TERMINATE.set())
   apply_preset()
   check_flags()
@@ -385,7 +432,8 @@ def main(argv):
   import tensorflow as tf
   strategy = make_strategy()
   import keras
-  from lbam_tf import critic, data, gan, generator, model_io, vgg
+  from lbam_tf import critic, data, gan, generator, initialization, model_io
+  from lbam_tf import vgg
 
   chief = is_chief(strategy)
   model_dir = FLAGS.model_dir if chief else os.path.join(
@@ -415,8 +463,10 @@ def main(argv):
                     "style terms carry no ImageNet knowledge")
 
   with strategy.scope():
+    generator_model = generator.build_generator(FLAGS.variant, FLAGS.ablation)
+    initialization.apply(generator_model, FLAGS.initialization, FLAGS.seed)
     model = gan.LbamGan(
-        generator.build_generator(FLAGS.variant, FLAGS.ablation),
+        generator_model,
         critic.build_critic(normalization=FLAGS.critic_normalization),
         feature_extractor, weights, global_batch_size=FLAGS.batch_size,
         critic_steps=FLAGS.critic_steps, seed=FLAGS.seed)
@@ -451,14 +501,24 @@ def main(argv):
                                  crop_size=FLAGS.crop_size, training=True,
                                  seed=FLAGS.seed + start)
   val_data = validation_data(FLAGS.data_dir)
-  monitor = make_monitor(model, manager, total_steps, model_dir, val_data,
-                         chief)
+  monitor = make_monitor(model, manager, model_dir, val_data, chief, deadline)
 
-  if start < total_steps:
+  # The warm-up, then the full loss; each phase traces its own train step.
+  phases = [(min(FLAGS.warmup_steps, total_steps), True), (total_steps, False)]
+  for end, reconstruction_only in phases:
+    step = int(model.step.numpy())
+    if step >= end or monitor.out_of_time:
+      continue
+    logging.info("steps %d to %d: %s", step, end,
+                 "warm-up, L1 terms only" if reconstruction_only
+                 else "full loss")
+    model.reconstruction_only = reconstruction_only
+    model.make_train_function(force=True)
+    monitor.stop_at = end
     try:
       model.fit(train_data, steps_per_epoch=FLAGS.log_every,
-                initial_epoch=start // FLAGS.log_every,
-                epochs=math.ceil(total_steps / FLAGS.log_every),
+                initial_epoch=step // FLAGS.log_every,
+                epochs=math.ceil(end / FLAGS.log_every),
                 callbacks=[monitor], verbose=1 if chief else 0)
     except Terminated as stop:
       logging.warning("%s; rerun the same command to resume", stop)
@@ -467,7 +527,13 @@ def main(argv):
       logging.error("%s. Stopped without saving; the last good checkpoint is "
                     "%s", error, manager.latest_checkpoint)
       sys.exit(1)
-  monitor.save(int(model.step.numpy()))
+  step = int(model.step.numpy())
+  if monitor.out_of_time:
+    logging.info("--max_minutes %g reached at step %d", FLAGS.max_minutes,
+                 step)
+  if chief and val_data is not None and monitor.validated_step != step:
+    monitor.validate(step)
+  monitor.save(step)
   path = os.path.join(model_dir, model_io.FINAL_WEIGHTS_NAME)
   temporary = os.path.join(model_dir, "generator.tmp.weights.h5")
   model.generator.save_weights(temporary)
