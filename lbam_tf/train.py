@@ -16,7 +16,9 @@ and export read):
 Rerunning with the same --model_dir resumes from its latest checkpoint.
 SIGTERM saves a checkpoint before exit; SIGKILL loses at most the steps since
 the last one. A NaN or Inf loss stops the run naming the step and the term,
-and keeps the last good checkpoint.
+and keeps the last good checkpoint; so does a NaN or Inf weight found before
+a save. An empty train split stops the run before anything is written; an
+empty val split only turns validation off.
 
 The recipe, in sections: flags, presets, strategy, data, model, callbacks, fit.
 """
@@ -277,16 +279,46 @@ def train_steps_total(data_dir):
   return max(1, math.ceil(FLAGS.epochs * count / FLAGS.batch_size))
 
 
+def empty_splits(data_dir, splits):
+  """Which of the (kind, split) pairs hold no records, as "kind/split"."""
+  from lbam_tf import data
+  readers = {"images": data.read_images, "masks": data.read_masks}
+  return [f"{kind}/{split}" for kind, split in splits
+          if not any(True for _ in readers[kind](data_dir, split).take(1))]
+
+
+def check_train_split(data_dir):
+  """Stops before anything is written when there is nothing to train on."""
+  try:
+    empty = empty_splits(data_dir, [("images", "train"), ("masks", "train")])
+  except FileNotFoundError as error:
+    raise app.UsageError(str(error)) from None
+  if empty:
+    raise app.UsageError(
+        f"{' and '.join(empty)} in --data_dir {data_dir} holds no examples: "
+        "nothing to train on. Rerun python -m pipeline.preprocess with more "
+        "images (its rejected.jsonl says why any were rejected), a smaller "
+        "--val_fraction / --test_fraction, or more --num_masks")
+
+
 def validation_data(data_dir):
   """The val split's first --val_steps batches, or None without a val split."""
   from lbam_tf import data
   if FLAGS.val_steps <= 0:
     return None
   try:
+    empty = empty_splits(data_dir, [("images", "val"), ("masks", "test")])
     dataset = data.make_dataset(data_dir, "val", batch_size=FLAGS.batch_size,
                                 crop_size=FLAGS.crop_size, training=False)
   except FileNotFoundError as error:
     logging.warning("no validation: %s", error)
+    return None
+  if empty:
+    # A few images can all hash to train; training needs no validation.
+    logging.warning(
+        "no validation: %s in %s holds no examples; training goes on. For "
+        "validation, rerun pipeline.preprocess with more images or a larger "
+        "--val_fraction", " and ".join(empty), data_dir)
     return None
   return dataset.take(FLAGS.val_steps).cache()
 
@@ -338,6 +370,9 @@ def make_monitor(gan, manager, model_dir, val_data, chief, deadline):
 
     def save(self, step):
       if self.saved_step != step:
+        # Finite losses do not make finite weights: the update after them
+        # can overflow. A checkpoint must never hold NaN or Inf.
+        gan.check_finite_weights(step)
         manager.save(checkpoint_number=step)
         self.saved_step = step
 
@@ -436,6 +471,7 @@ def main(argv):
   from lbam_tf import vgg
 
   chief = is_chief(strategy)
+  check_train_split(FLAGS.data_dir)
   model_dir = FLAGS.model_dir if chief else os.path.join(
       FLAGS.model_dir, f"worker_{strategy.cluster_resolver.task_id}")
   tf.io.gfile.makedirs(model_dir)

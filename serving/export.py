@@ -21,6 +21,7 @@ optimisation.
 
 import os
 import shutil
+import uuid
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -29,12 +30,20 @@ from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
+
 from lbam_tf import inpaint  # noqa: E402
 from lbam_tf import model_io  # noqa: E402
 
 SERVING_SIGNATURE = inpaint.SERVING_SIGNATURE
 TENSOR_SIGNATURE = inpaint.TENSOR_SIGNATURE
 DEFAULT_MAX_PIXELS = inpaint.DEFAULT_MAX_PIXELS
+DEFAULT_MAX_IMAGES = inpaint.DEFAULT_MAX_IMAGES
+DEFAULT_MAX_REQUEST_PIXELS = inpaint.DEFAULT_MAX_REQUEST_PIXELS
+#: What `tf.saved_model.save` and `write_warmup_requests` put in a version
+#: folder; --overwrite replaces only a folder holding nothing else.
+EXPORT_ENTRIES = {"saved_model.pb", "fingerprint.pb", "variables", "assets",
+                  "assets.extra"}
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 def _varint(value):
@@ -115,11 +124,30 @@ def write_warmup_requests(export_dir, sizes=(256,)):
   return path
 
 
+def is_our_export(path):
+  """Whether `path` holds an export of this module and nothing else."""
+  if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+    return False
+  if not set(os.listdir(path)) <= EXPORT_ENTRIES:
+    return False
+  saved_model = saved_model_pb2.SavedModel()
+  try:
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+      saved_model.ParseFromString(f.read())
+  except Exception:  # pylint: disable=broad-except
+    # Any parse failure means "not ours"; protobuf raises several kinds.
+    return False
+  return any({SERVING_SIGNATURE, TENSOR_SIGNATURE} <= set(graph.signature_def)
+             for graph in saved_model.meta_graphs)
+
+
 def check_export_dir(export_dir, overwrite=False):
   """Raises ValueError unless `export_dir` is a version folder we may write.
 
   Deletes nothing, so a command line can check before loading the weights
-  and a failed load leaves the previous export in place.
+  and a failed load leaves the previous export in place. --overwrite only
+  replaces an earlier export (`is_our_export`): a numeric folder holding
+  anything else is never wiped.
   """
   version = os.path.basename(os.path.normpath(export_dir))
   if not version.isdigit():
@@ -127,34 +155,87 @@ def check_export_dir(export_dir, overwrite=False):
         f"--export_dir {export_dir} must end in a numeric version folder, e.g. "
         f"{os.path.join(export_dir, '1')}: TF Serving loads "
         "<model_base_path>/<version>")
-  if os.path.exists(export_dir) and os.listdir(export_dir):
+  if os.path.exists(export_dir) and not os.path.isdir(export_dir):
+    raise ValueError(f"--export_dir {export_dir} is a file, not a folder: "
+                     "pick another version number")
+  if os.path.isdir(export_dir) and os.listdir(export_dir):
     if not overwrite:
       raise ValueError(
           f"--export_dir {export_dir} exists and is not empty: pick a new "
           "version number or pass --overwrite")
+    if not is_our_export(export_dir):
+      found = ", ".join(sorted(os.listdir(export_dir))[:5])
+      raise ValueError(
+          f"--export_dir {export_dir} holds files that are not an export "
+          f"of serving.export ({found}): --overwrite only replaces an "
+          "earlier export; move them away or pick another version number")
+
+
+def _sibling(path, kind):
+  """A new hidden name beside `path`; TF Serving skips non-numeric names."""
+  parent, version = os.path.split(path)
+  return os.path.join(parent, f".{version}.{kind}-{uuid.uuid4().hex[:8]}")
+
+
+def _replace(source, target):
+  """Renames folder `source` to `target`, replacing `target` if it exists.
+
+  Renames within one folder: TF Serving sees the old version or the whole
+  new one, never a partial one (between the two renames of a replacement,
+  for an instant, neither).
+  """
+  if not os.path.exists(target):
+    os.rename(source, target)
+    return
+  old = _sibling(target, "old")
+  os.rename(target, old)
+  try:
+    os.rename(source, target)
+  except OSError:
+    os.rename(old, target)
+    raise
+  shutil.rmtree(old)
 
 
 def export(generator, export_dir, max_pixels=DEFAULT_MAX_PIXELS,
-           warmup_sizes=(256,), overwrite=False):
+           warmup_sizes=(256,), overwrite=False,
+           max_images=DEFAULT_MAX_IMAGES,
+           max_request_pixels=DEFAULT_MAX_REQUEST_PIXELS):
   """Saves `generator` with both signatures and warm-up requests.
+
+  The export is written to a hidden sibling folder (TF Serving ignores
+  non-numeric names) and renamed into place when complete, so a failed
+  export leaves the previous version as it was.
 
   Args:
     generator: a model from `build_generator` (or `model_io.load_generator`).
     export_dir: `<model_base_path>/<version>`.
     max_pixels: the largest H * W a request may send.
     warmup_sizes: square sizes of the warm-up requests; empty for none.
-    overwrite: replace an existing, non-empty `export_dir`.
+    overwrite: replace an earlier export at `export_dir`.
+    max_images: the most images per request.
+    max_request_pixels: the most pixels per request, all images together.
 
   Returns:
     `export_dir`.
   """
   check_export_dir(export_dir, overwrite)
-  if os.path.exists(export_dir):
-    shutil.rmtree(export_dir)
-  module = inpaint.InpaintModule(generator, max_pixels)
-  tf.saved_model.save(module, export_dir, signatures=module.signatures())
-  if warmup_sizes:
-    write_warmup_requests(export_dir, warmup_sizes)
+  target = os.path.abspath(export_dir)
+  os.makedirs(os.path.dirname(target), exist_ok=True)
+  staging = _sibling(target, "tmp")
+  os.mkdir(staging)
+  try:
+    module = inpaint.InpaintModule(generator, max_pixels, max_images,
+                                   max_request_pixels)
+    tf.saved_model.save(module, staging, signatures=module.signatures())
+    if warmup_sizes:
+      write_warmup_requests(staging, warmup_sizes)
+    if os.path.isdir(target) and not os.listdir(target):
+      os.rmdir(target)
+    _replace(staging, target)
+  except BaseException:
+    shutil.rmtree(staging, ignore_errors=True)
+    raise
   return export_dir
 
 
@@ -184,12 +265,23 @@ def define_flags():
   flags.DEFINE_integer(
       "max_pixels", DEFAULT_MAX_PIXELS,
       "Largest height*width a request may send; larger ones get "
-      "INVALID_ARGUMENT instead of exhausting the server's memory.")
+      "INVALID_ARGUMENT instead of exhausting the server's memory. Checked "
+      "from each file's header, before decoding.")
+  flags.DEFINE_integer(
+      "max_images", DEFAULT_MAX_IMAGES,
+      "Most images per request (under TF Serving's batching: per merged "
+      "batch, so at least its max_batch_size).")
+  flags.DEFINE_integer(
+      "max_request_pixels", DEFAULT_MAX_REQUEST_PIXELS,
+      "Most pixels per request, all its images together.")
   flags.DEFINE_list("warmup_sizes", ["256"],
                     "Square sizes of the warm-up requests written to "
                     "assets.extra (empty for none).")
   flags.DEFINE_bool("overwrite", False,
-                    "Replace an existing, non-empty --export_dir.")
+                    "Replace an earlier export at --export_dir (a folder "
+                    "holding anything else is refused). The new version is "
+                    "written beside it and renamed into place; a failed "
+                    "export keeps the old one.")
   flags.mark_flags_as_required(["weights", "export_dir"])
 
 
@@ -202,7 +294,8 @@ def main(argv):
   generator = model_io.load_generator(FLAGS.weights, variant=FLAGS.variant,
                                       ablation=FLAGS.ablation)
   export(generator, FLAGS.export_dir, FLAGS.max_pixels,
-         [int(size) for size in FLAGS.warmup_sizes], FLAGS.overwrite)
+         [int(size) for size in FLAGS.warmup_sizes], FLAGS.overwrite,
+         FLAGS.max_images, FLAGS.max_request_pixels)
   print(f"exported {FLAGS.weights} to {FLAGS.export_dir} "
         f"(signatures {SERVING_SIGNATURE}, {TENSOR_SIGNATURE})")
 

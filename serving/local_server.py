@@ -18,14 +18,23 @@ URLs, JSON bodies and status codes as TF Serving's REST API, so that clients
   (INVALID_ARGUMENT -> 400, NOT_FOUND -> 404, ...).
 
 It is not a production server: no gRPC, no model reloading, no server-side
-batching, one Python process. Each request runs in its own thread; a bad
-request gets an error body and never stops the server.
+batching, one Python process. Its limits, so that no client can exhaust it:
+connections are asyncio coroutines (an idle or slow client holds no thread);
+a request must arrive whole, headers and body, within --request_timeout
+seconds; its body must declare a Content-Length of at most
+--max_request_bytes (no chunked bodies); only complete requests reach the
+model, on --workers threads; past --max_connections open connections, new
+ones get 503. Bad requests get a 4xx and an error body, unexpected failures a
+500 with a generic message (the details go to the server's log); none stops
+the server.
 """
 
+import asyncio
 import base64
 import binascii
+import concurrent.futures
 import contextlib
-import http.server
+import http.client
 import json
 import os
 import re
@@ -33,7 +42,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 
@@ -41,6 +49,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
 from google.protobuf import json_format  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -71,6 +80,11 @@ HTTP_STATUS = {
 _PATH = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?"
     r"(?:(?P<metadata>/metadata)|:(?P<method>[a-z]+))?/?$")
+
+
+#: Request line and header section: larger ones get 431.
+MAX_HEADER_BYTES = 64 << 10
+MAX_HEADERS = 100
 
 
 class RequestError(Exception):
@@ -223,9 +237,14 @@ class Servable:
       request = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
       raise RequestError(f"JSON Parse error: {error}") from error
+    except RecursionError as error:
+      raise RequestError("JSON Parse error: nested too deeply") from error
     if not isinstance(request, dict):
       raise RequestError("the request body must be a JSON object")
     signature_name = request.get("signature_name", DEFAULT_SIGNATURE)
+    if not isinstance(signature_name, str):
+      raise RequestError(f"signature_name must be a string, got "
+                         f"{type(signature_name).__name__}")
     if signature_name not in self.signature_defs:
       raise RequestError(
           f"Serving signature key \"{signature_name}\" not found; this model "
@@ -262,8 +281,10 @@ class Servable:
     try:
       outputs = function(**tensors)
     except tf.errors.OpError as error:
+      if error.error_code not in HTTP_STATUS:
+        raise  # INTERNAL, UNKNOWN, ...: the server's fault, logged as such
       raise RequestError(inpaint.error_text(error.message),
-                         HTTP_STATUS.get(error.error_code, 500)) from error
+                         HTTP_STATUS[error.error_code]) from error
     except (ValueError, TypeError) as error:
       sent = ", ".join(f"{k}: {v.dtype.name} {v.shape}"
                        for k, v in sorted(tensors.items()))
@@ -287,25 +308,51 @@ class Servable:
                             for i in range(sizes.pop())]}
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-  """Routes TF Serving's REST URLs to the server's `Servable`."""
+class Server:
+  """TF Serving's REST URLs over asyncio, answered by one `Servable`.
 
-  protocol_version = "HTTP/1.1"
-  server_version = "lbam-local-serving"
+  Args:
+    servable: the `Servable` to answer with.
+    max_request_bytes: larger bodies get 413 (read and discarded, never
+      held).
+    workers: threads running requests; the model never sees more at once.
+    request_timeout: seconds for a whole request (headers and body) to
+      arrive, and for its answer to be taken; an idle keep-alive connection
+      is closed after as long.
+    max_connections: open connections; more are answered 503 and closed.
+    verbose: log every request.
 
-  def _reply(self, status, body):
-    data = json.dumps(body).encode("utf-8")
-    self.send_response(status)
-    self.send_header("Content-Type", "application/json")
-    self.send_header("Content-Length", str(len(data)))
-    self.end_headers()
-    self.wfile.write(data)
+  At most `max_connections` requests are buffered, so memory stays under
+  about `max_connections * max_request_bytes` beyond the model's own.
+  """
 
-  def _route(self, method, body):
-    found = _PATH.match(self.path.split("?")[0])
-    servable = self.server.servable
+  def __init__(self, servable, max_request_bytes=64 << 20, workers=4,
+               request_timeout=30.0, max_connections=1000, verbose=False):
+    self.servable = servable
+    self.max_request_bytes = max_request_bytes
+    self.request_timeout = request_timeout
+    self.max_connections = max_connections
+    self.verbose = verbose
+    self.pool = concurrent.futures.ThreadPoolExecutor(
+        workers, thread_name_prefix="predict")
+    self.connections = 0
+
+  def route(self, method, path, body):
+    """(status, JSON-able body) for one request; runs on a worker thread."""
+    try:
+      return 200, self._route(method, path, body)
+    except RequestError as error:
+      return error.status, {"error": str(error)}
+    except Exception:  # pylint: disable=broad-except
+      # The client learns that it failed, the log learns why.
+      logging.exception("internal error answering %s %s", method, path)
+      return 500, {"error": "internal error: see the server's log"}
+
+  def _route(self, method, path, body):
+    found = _PATH.match(path.split("?")[0])
+    servable = self.servable
     if not found:
-      raise RequestError(f"Malformed request: {method} {self.path}", 404)
+      raise RequestError(f"Malformed request: {method} {path}", 404)
     if found["name"] != servable.name:
       raise RequestError(
           f"Servable not found for request: Latest({found['name']})", 404)
@@ -317,61 +364,151 @@ class Handler(http.server.BaseHTTPRequestHandler):
     if method == "POST" and found["method"] in ("classify", "regress"):
       raise RequestError(f"{found['method']} is not supported by this model; "
                          "use :predict", 400)
-    raise RequestError(f"Malformed request: {method} {self.path}", 404)
+    raise RequestError(f"Malformed request: {method} {path}", 404)
 
-  def _read_body(self):
-    """The request body; its absence or excess is an error, not a hang."""
-    try:
-      length = int(self.headers.get("Content-Length") or 0)
-    except ValueError as error:
-      self.close_connection = True
-      raise RequestError("Content-Length is not a number") from error
-    if length > self.server.max_request_bytes:
-      # Drained in chunks rather than held: a client still sending would get
-      # a broken pipe instead of the answer.
-      self.close_connection = True
+  async def _read_head(self, line, reader):
+    """(method, path, version, headers) of a request from its first line."""
+    parts = line.decode("latin-1").split()
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+      raise RequestError(f"malformed request line {line[:100]!r}")
+    headers, size = {}, len(line)
+    while True:
+      line = await reader.readuntil(b"\r\n")
+      size += len(line)
+      if size > MAX_HEADER_BYTES or len(headers) > MAX_HEADERS:
+        raise RequestError(
+            f"the request's headers are above {MAX_HEADER_BYTES} bytes or "
+            f"{MAX_HEADERS} lines", 431)
+      if line == b"\r\n":
+        return (*parts, headers)
+      name, colon, value = line.decode("latin-1").partition(":")
+      if not colon:
+        raise RequestError(f"malformed header line {line[:100]!r}")
+      name = name.strip().lower()
+      if name in headers and headers[name] != value.strip():
+        raise RequestError(f"header {name} is given twice, differently")
+      headers[name] = value.strip()
+
+  def _body_length(self, method, headers):
+    """The declared body length, checked: a number, bounded, no chunks."""
+    if "transfer-encoding" in headers:
+      raise RequestError(
+          "Transfer-Encoding is not supported: send the body with a "
+          "Content-Length", 411)
+    length = headers.get("content-length")
+    if length is None:
+      if method == "POST":
+        raise RequestError("a POST needs a Content-Length header", 411)
+      return 0
+    if not length.isdigit():
+      raise RequestError(
+          f"Content-Length {length[:40]!r} is not a non-negative integer")
+    return int(length)
+
+  async def _read_request(self, line, reader):
+    """(method, path, body, keep_alive) of the request starting with `line`.
+
+    Raises RequestError with a 4xx, after which the connection closes, so
+    that nothing left of a bad request is read as the next one.
+    """
+    method, path, version, headers = await self._read_head(line, reader)
+    length = self._body_length(method, headers)
+    if length > self.max_request_bytes:
+      # Discarded in chunks, never held, while it keeps coming: a client
+      # still sending gets the answer rather than a reset connection.
       remaining = length
-      while remaining > 0:
-        remaining -= len(self.rfile.read(min(remaining, 1 << 20))) or remaining
+      with contextlib.suppress(asyncio.TimeoutError):
+        while remaining > 0:
+          chunk = await asyncio.wait_for(
+              reader.read(min(remaining, 1 << 20)), 1.0)
+          if not chunk:
+            break
+          remaining -= len(chunk)
       raise RequestError(
           f"request of {length} bytes is above --max_request_bytes="
-          f"{self.server.max_request_bytes}: send fewer or smaller images "
-          "per request", 413)
-    return self.rfile.read(length)
+          f"{self.max_request_bytes}: send fewer or smaller images per "
+          "request", 413)
+    # Read for every method: a GET's body must not be taken for the next
+    # request.
+    body = await reader.readexactly(length)
+    keep_alive = (version == "HTTP/1.1"
+                  and headers.get("connection", "").lower() != "close")
+    return method, path, body, keep_alive
 
-  def _handle(self, method):
+  async def _reply(self, writer, status, body, keep_alive):
+    data = json.dumps(body).encode("utf-8")
+    phrase = http.client.responses.get(status, "")  # none for 499
+    writer.write(
+        f"HTTP/1.1 {status} {phrase}\r\nServer: lbam-local-serving\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\n"
+        f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
+        .encode("latin-1") + data)
+    await asyncio.wait_for(writer.drain(), self.request_timeout)
+
+  async def _connection(self, reader, writer):
+    """Serves one connection's requests in turn, then closes it."""
+    self.connections += 1
     try:
-      body = self._read_body() if method == "POST" else b""
-      self._reply(200, self._route(method, body))
-    except RequestError as error:
-      self._reply(error.status, {"error": str(error)})
-    except Exception as error:  # pylint: disable=broad-except
-      # The server outlives any request; the client sees what went wrong.
-      self._reply(500, {"error": f"{type(error).__name__}: {error}"})
+      if self.connections > self.max_connections:
+        await self._reply(writer, 503, {
+            "error": f"the server has {self.max_connections} open "
+                     "connections (--max_connections): retry later"}, False)
+        return
+      keep_alive = True
+      while keep_alive:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.request_timeout
+        try:
+          try:
+            line = await asyncio.wait_for(reader.readuntil(b"\r\n"),
+                                          self.request_timeout)
+          except (asyncio.IncompleteReadError, asyncio.TimeoutError):
+            return  # the client is done, or idle too long
+          request = await asyncio.wait_for(self._read_request(line, reader),
+                                           deadline - loop.time())
+        except RequestError as error:
+          await self._reply(writer, error.status, {"error": str(error)},
+                            False)
+          return
+        except asyncio.IncompleteReadError:
+          return  # the client left mid-request: nobody to answer
+        except asyncio.LimitOverrunError:
+          await self._reply(writer, 431, {
+              "error": f"a request or header line is above "
+                       f"{MAX_HEADER_BYTES} bytes"}, False)
+          return
+        except asyncio.TimeoutError:
+          await self._reply(writer, 408, {
+              "error": f"the request did not arrive within "
+                       f"{self.request_timeout:g} s (--request_timeout)"},
+                            False)
+          return
+        method, path, body, keep_alive = request
+        status, answer = await loop.run_in_executor(
+            self.pool, self.route, method, path, body)
+        if self.verbose:
+          logging.info("%s %s -> %d", method, path, status)
+        await self._reply(writer, status, answer, keep_alive)
+    except (ConnectionError, asyncio.TimeoutError):
+      pass  # the client went away or stopped reading its answer
+    finally:
+      self.connections -= 1
+      writer.close()
 
-  def do_GET(self):  # pylint: disable=invalid-name
-    self._handle("GET")
-
-  def do_POST(self):  # pylint: disable=invalid-name
-    self._handle("POST")
-
-  def log_message(self, format, *args):  # pylint: disable=redefined-builtin
-    if self.server.verbose:
-      super().log_message(format, *args)
-
-
-class Server(http.server.ThreadingHTTPServer):
-  """A threaded HTTP server holding one `Servable`."""
-
-  daemon_threads = True
-  allow_reuse_address = True
-
-  def __init__(self, address, servable, max_request_bytes=64 << 20,
-               verbose=False):
-    super().__init__(address, Handler)
-    self.servable = servable
-    self.max_request_bytes = max_request_bytes
-    self.verbose = verbose
+  async def serve(self, host, port, on_ready=None):
+    """Serves until SIGTERM or SIGINT; `on_ready(host, port)` once bound."""
+    server = await asyncio.start_server(self._connection, host, port,
+                                        limit=MAX_HEADER_BYTES)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+      loop.add_signal_handler(signum, stop.set)
+    if on_ready:
+      on_ready(*server.sockets[0].getsockname()[:2])
+    async with server:
+      await stop.wait()
+    self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _free_port():
@@ -489,32 +626,41 @@ def define_flags():
   flags.DEFINE_integer("max_request_bytes", 64 << 20,
                        "Larger request bodies get HTTP 413; such a body is read "
                        "and discarded, never held.")
+  flags.DEFINE_integer("workers", 4,
+                       "Threads running requests on the model; complete "
+                       "requests beyond them wait their turn.")
+  flags.DEFINE_float("request_timeout", 30.0,
+                     "Seconds for a whole request (headers and body) to "
+                     "arrive, else HTTP 408; idle connections close after "
+                     "as long.")
+  flags.DEFINE_integer("max_connections", 1000,
+                       "Open connections; more get HTTP 503. With "
+                       "--max_request_bytes it bounds buffered memory.")
   flags.DEFINE_bool("verbose", False, "Log every request to stderr.")
   flags.mark_flag_as_required("model_base_path")
 
 
 def main(argv):
   del argv
+  for name in ("max_request_bytes", "workers", "max_connections"):
+    if FLAGS[name].value < 1:
+      raise app.UsageError(f"--{name} {FLAGS[name].value} must be >= 1")
+  if FLAGS.request_timeout <= 0:
+    raise app.UsageError(
+        f"--request_timeout {FLAGS.request_timeout} must be > 0")
   try:
     servable = Servable(FLAGS.model_base_path, FLAGS.model_name)
   except ValueError as error:
     raise app.UsageError(str(error))
-  server = Server((FLAGS.host, FLAGS.port), servable, FLAGS.max_request_bytes,
-                  FLAGS.verbose)
-  host, port = server.server_address[:2]
-  # shutdown() waits for serve_forever, so it cannot run in the handler's
-  # (main) thread.
-  signal.signal(signal.SIGTERM, lambda *_: threading.Thread(
-      target=server.shutdown, daemon=True).start())
-  print(f"serving {servable.name} version {servable.version} from "
-        f"{servable.path} on http://{host}:{port}/v1/models/{servable.name} "
-        "(development stand-in for TF Serving's REST API)", flush=True)
-  try:
-    server.serve_forever()
-  except KeyboardInterrupt:
-    pass
-  finally:
-    server.server_close()
+  server = Server(servable, FLAGS.max_request_bytes, FLAGS.workers,
+                  FLAGS.request_timeout, FLAGS.max_connections, FLAGS.verbose)
+
+  def ready(host, port):
+    print(f"serving {servable.name} version {servable.version} from "
+          f"{servable.path} on http://{host}:{port}/v1/models/{servable.name} "
+          "(development stand-in for TF Serving's REST API)", flush=True)
+
+  asyncio.run(server.serve(FLAGS.host, FLAGS.port, ready))
   print("server stopped", file=sys.stderr, flush=True)
 
 

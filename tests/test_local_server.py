@@ -155,7 +155,8 @@ BAD_REQUESTS = {
         "signature_name": "nope", "instances": [_GOOD]}, 400,
                           "Serving signature key \"nope\" not found"),
     "undecodable image": ("POST", _PREDICT, {"instances": [{
-        **_GOOD, "image_bytes": _b64(b"GIF8 but not really")}]}, 400,
+        **_GOOD, "image_bytes": _b64(b"GIF89a\x08\x00\x08\x00 but not "
+                                     b"really")}]}, 400,
                           "Invalid GIF data"),
     "size mismatch": ("POST", _PREDICT, {"instances": [{
         **_GOOD, "mask_bytes": _b64(_png(_HOLE[:, :50]))}]}, 400,
