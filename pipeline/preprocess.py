@@ -380,7 +380,8 @@ def build(pipeline, config):
     written = crops | "WriteImages" >> shards.WriteShards(
         config.output_dir, "images", data.IMAGE_SPLITS, config.num_shards)
     stats.append(written | "ImageCounts" >> beam.Map(lambda s: ("images", s[0], s[1])))
-    stats.append(files | "InputStat" >> beam.Map(lambda _: ("input_files", None, 1)))
+    stats.append(files | "InputStat" >> beam.Map(
+        lambda _: ("input_files", None, 1)))
 
   # Masks: generated from a plan (stratified test bins) and/or ingested.
   mask_sets = []
@@ -392,7 +393,8 @@ def build(pipeline, config):
                      | "SpreadMasks" >> beam.Reshuffle()
                      | "Generate" >> beam.Map(generate_mask, config))
   if config.mask_dir:
-    outcomes = pipeline | "ReadMasks" >> ReadFiles(_mask_pattern(config.mask_dir))
+    outcomes = pipeline | "ReadMasks" >> ReadFiles(
+        _mask_pattern(config.mask_dir))
     mask_files, unread = outcomes | "MaskReadOutcomes" >> SplitOutcomes()
     ingested, undecoded = (mask_files
                            | "Ingest" >> beam.ParDo(IngestMask(config))
@@ -404,7 +406,8 @@ def build(pipeline, config):
     written = (all_masks
                | "MaskRecords" >> beam.Map(lambda m: (m[0], m[1], m[2]))
                | "WriteMasks" >> shards.WriteShards(
-                   config.output_dir, "masks", data.MASK_SPLITS, config.num_shards))
+                   config.output_dir, "masks", data.MASK_SPLITS,
+                   config.num_shards))
     stats.append(written | "MaskCounts" >> beam.Map(lambda s: ("masks", s[0], s[1])))
     stats.append(all_masks | "HoleBins" >> beam.Map(
         lambda m: ("hole_ratio", (m[0], masks.ratio_label(m[3])), 1)))
@@ -421,7 +424,8 @@ def build(pipeline, config):
   if rejected:
     entries.append(rejected
                    | "AllRejected" >> beam.Flatten()
-                   | "RejectedRows" >> beam.Map(lambda r: ("rejected_row", None, r)))
+                   | "RejectedRows" >> beam.Map(
+                       lambda row: ("rejected_row", None, row)))
   _ = (entries
        | "AllEntries" >> beam.Flatten()
        | "OneKey" >> beam.Map(lambda entry: (None, entry))
