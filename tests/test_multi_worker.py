@@ -189,7 +189,7 @@ def _assert_same_step(one, two, step):
   assert checked["weights"] > 100 and checked["moments"] > 200, checked
 
 
-@pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     "issue 10, open: at step 1 the two workers' losses differ from the "
     "one-device run's (hole L1 0.0385 vs 0.0158) while the weights start "
     "equal: they train on another global batch. Suspected: Keras 3's fit "
