@@ -3,7 +3,12 @@ r"""Throughput of the data pipeline: the Beam job with 1 and 2 workers, and the 
 Measures
   - images/s and masks/s of `pipeline.preprocess` on the multi-processing
     DirectRunner with each --workers count, and the scaling from the first to
-    the last count (wall time of the whole job, start-up included);
+    the last count (wall time of the whole job, start-up included, and without
+    the start-up: the wall time of a six-mask job);
+  - with --runner dask, the same on Beam's DaskRunner against a local
+    dask.distributed cluster of each --workers count (one thread per worker
+    process, on loopback), beside the DirectRunner's; the cluster's start-up
+    and its first job (the workers' imports) are timed apart;
   - images/s of `lbam_tf.data.make_dataset` (training mode: decode, crop,
     flip, mask pairing) against the images/s one training step consumes. The
     step is a generator forward + backward at --batch_size x --crop_size
@@ -15,6 +20,7 @@ Images are the sample photos copied --copies times under distinct names.
 
   python -m bench.pipeline_throughput            # full run (minutes; quiet machine)
   python -m bench.pipeline_throughput --quick    # smoke run
+  python -m bench.pipeline_throughput --runner dask --quick
 """
 
 import os
@@ -34,7 +40,15 @@ flags.DEFINE_integer("num_masks", 3000, "Masks the mask-only job draws.")
 flags.DEFINE_integer("crop_size", 256,
                      "Crop and mask size of the job, the reader and the train step.")
 flags.DEFINE_integer("crops_per_image", 4, "Crops per source image in the job.")
-flags.DEFINE_list("workers", ["1", "2"], "DirectRunner worker counts to time (multi_processing).")
+flags.DEFINE_list("workers", ["1", "2"],
+                  "Worker counts to time: DirectRunner worker processes "
+                  "(multi_processing), and Dask worker processes.")
+flags.DEFINE_enum("runner", "direct", ["direct", "dask"],
+                  "direct: the DirectRunner only; dask: also Beam's "
+                  "DaskRunner on a local dask.distributed cluster.")
+flags.DEFINE_integer("dask_partitions", 8,
+                     "--dask_npartitions of the Dask jobs: bags per Create, "
+                     "the unit of parallel work on Dask.")
 flags.DEFINE_integer("batch_size", 8, "Batch size of the reader and of the timed train step.")
 flags.DEFINE_integer("reader_batches", 50, "Batches the reader is timed over (after warm-up).")
 flags.DEFINE_float("train_step_seconds", None,
@@ -59,12 +73,95 @@ def _copy_images(pattern, copies, folder):
   return len(sources) * copies
 
 
-def _time_job(config, workers):
+def _time_job(config, args):
   from pipeline import preprocess
-  args = [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
   start = time.perf_counter()
-  preprocess.run(config, args)
-  return time.perf_counter() - start
+  result = preprocess.run(config, args)
+  seconds = time.perf_counter() - start
+  if hasattr(result, "client"):  # the DaskRunner's connection
+    result.client.close()
+  return seconds
+
+
+def _direct_args(workers):
+  return [f"--direct_num_workers={workers}",
+          "--direct_running_mode=multi_processing"]
+
+
+def _start_dask(workers):
+  """A local cluster of `workers` single-thread worker processes; seconds."""
+  from distributed import LocalCluster
+  # The workers unpickle the job's DoFns: they import pipeline and lbam_tf.
+  os.environ["PYTHONPATH"] = os.path.dirname(
+      os.path.dirname(os.path.abspath(__file__)))
+  start = time.perf_counter()
+  cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
+                         processes=True, host="127.0.0.1",
+                         dashboard_address=None)
+  return cluster, time.perf_counter() - start
+
+
+def _dask_args(cluster):
+  return ["--runner=apache_beam.runners.dask.dask_runner.DaskRunner",
+          f"--dask_client_address={cluster.scheduler_address}",
+          f"--dask_npartitions={FLAGS.dask_partitions}"]
+
+
+def _time_runner(name, args, root, folder, num_images, num_masks, crop, load,
+                 warm_up=False):
+  """(images/s, masks/s, both without the start-up) of one runner setting.
+
+  warm_up: run the six-mask job once first, untimed in the rates (a Dask
+  worker imports the job's modules on its first task, once per cluster)."""
+  from pipeline import preprocess
+  tag = name.split(" worker")[0].replace(" ", "_")
+  image_config = preprocess.Config(
+      output_dir=os.path.join(root, f"images_{tag}"),
+      input_pattern=os.path.join(folder, "*"), load_size=load, crop_size=crop,
+      crops_per_image=FLAGS.crops_per_image, num_masks=0, num_shards=4)
+  mask_config = preprocess.Config(
+      output_dir=os.path.join(root, f"masks_{tag}"), crop_size=crop,
+      load_size=load, num_masks=num_masks, num_shards=4)
+  # A six-mask job: start-up and teardown (worker processes, imports).
+  empty_config = preprocess.Config(
+      output_dir=os.path.join(root, f"empty_{tag}"), crop_size=crop,
+      load_size=load, num_masks=6, mask_test_fraction=0.5, num_shards=4)
+  if warm_up:
+    print(f"{name}: first job (worker imports) "
+          f"{_time_job(empty_config, args):.1f} s")
+  overhead = _time_job(empty_config, args)
+  image_seconds = _time_job(image_config, args)
+  mask_seconds = _time_job(mask_config, args)
+  rates = (num_images / image_seconds, num_masks / mask_seconds,
+           _rate(num_images, image_seconds - overhead),
+           _rate(num_masks, mask_seconds - overhead))
+  print(f"{name}, {crop}px: {rates[0]:.1f} images/s ({num_images} images x "
+        f"{FLAGS.crops_per_image} crops in {image_seconds:.1f} s), "
+        f"{rates[1]:.1f} masks/s ({num_masks} masks in {mask_seconds:.1f} s); "
+        f"without the {overhead:.1f} s job start-up: {_text(rates[2])} "
+        f"images/s, {_text(rates[3])} masks/s")
+  return rates
+
+
+def _rate(count, seconds):
+  """count / seconds; None where the job took no longer than its start-up
+  (too little work, or a busy machine): no figure rather than a wild one."""
+  return count / seconds if seconds > 0 else None
+
+
+def _text(value, digits=1):
+  return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _ratio(a, b):
+  return None if a is None or b is None else a / b
+
+
+def _print_scaling(label, first, last, rates):
+  scale = [_text(_ratio(rates[last][i], rates[first][i]), 2) for i in range(4)]
+  print(f"{label} scaling {first} -> {last} workers: images x{scale[0]}, "
+        f"masks x{scale[1]} (wall); without start-up: images x{scale[2]}, "
+        f"masks x{scale[3]}")
 
 
 def _time_reader(data_dir, crop_size, batch_size, batches):
@@ -107,7 +204,6 @@ def _time_train_step(crop_size, batch_size, steps):
 
 def main(argv):
   del argv
-  from pipeline import preprocess
   if FLAGS.quick:
     copies, num_masks, crop, batch, batches, steps = 2, 60, 128, 2, 10, 1
   else:
@@ -123,38 +219,35 @@ def main(argv):
 
     rates = {}
     for count in workers:
-      image_config = preprocess.Config(
-          output_dir=os.path.join(root, f"images_{count}"),
-          input_pattern=os.path.join(folder, "*"), load_size=load, crop_size=crop,
-          crops_per_image=FLAGS.crops_per_image, num_masks=0, num_shards=4)
-      mask_config = preprocess.Config(
-          output_dir=os.path.join(root, f"masks_{count}"), crop_size=crop,
-          load_size=load, num_masks=num_masks, num_shards=4)
-      # A six-mask job: start-up and teardown (worker processes, imports).
-      empty_config = preprocess.Config(
-          output_dir=os.path.join(root, f"empty_{count}"), crop_size=crop,
-          load_size=load, num_masks=6, mask_test_fraction=0.5, num_shards=4)
-      overhead = _time_job(empty_config, count)
-      image_seconds = _time_job(image_config, count)
-      mask_seconds = _time_job(mask_config, count)
-      rates[count] = (num_images / image_seconds, num_masks / mask_seconds,
-                      num_images / max(image_seconds - overhead, 1e-3),
-                      num_masks / max(mask_seconds - overhead, 1e-3))
-      print(f"job, {count} worker(s), {crop}px: {rates[count][0]:.1f} images/s "
-            f"({num_images} images x {FLAGS.crops_per_image} crops in "
-            f"{image_seconds:.1f} s), {rates[count][1]:.1f} masks/s ({num_masks} "
-            f"masks in {mask_seconds:.1f} s); without the {overhead:.1f} s "
-            f"start-up: {rates[count][2]:.1f} images/s, {rates[count][3]:.1f} masks/s")
+      rates[count] = _time_runner(
+          f"direct {count} worker(s)", _direct_args(count), root, folder,
+          num_images, num_masks, crop, load)
     first, last = workers[0], workers[-1]
     if first != last:
-      scale = [rates[last][i] / rates[first][i] for i in range(4)]
-      print(f"scaling {first} -> {last} workers: images x{scale[0]:.2f}, masks "
-            f"x{scale[1]:.2f} (wall); without start-up: images x{scale[2]:.2f}, "
-            f"masks x{scale[3]:.2f}")
+      _print_scaling("DirectRunner", first, last, rates)
+    if FLAGS.runner == "dask":
+      dask_rates = {}
+      for count in workers:
+        cluster, seconds = _start_dask(count)
+        try:
+          print(f"dask cluster of {count} worker(s) started in {seconds:.1f} s")
+          dask_rates[count] = _time_runner(
+              f"dask {count} worker(s)", _dask_args(cluster), root, folder,
+              num_images, num_masks, crop, load, warm_up=True)
+        finally:
+          cluster.close()
+      if first != last:
+        _print_scaling("DaskRunner", first, last, dask_rates)
+      for count in workers:
+        ratio = [_text(_ratio(dask_rates[count][i], rates[count][i]), 2)
+                 for i in range(4)]
+        print(f"dask / direct at {count} worker(s): images x{ratio[0]}, "
+              f"masks x{ratio[1]} (wall); without start-up: images "
+              f"x{ratio[2]}, masks x{ratio[3]}")
 
     # The reader over the first run's images plus a mask set.
-    data_dir = os.path.join(root, f"images_{first}")
-    os.replace(os.path.join(root, f"masks_{first}", "masks"),
+    data_dir = os.path.join(root, f"images_direct_{first}")
+    os.replace(os.path.join(root, f"masks_direct_{first}", "masks"),
                os.path.join(data_dir, "masks"))
     reader_rate = _time_reader(data_dir, crop, batch, batches)
     print(f"reader: {reader_rate:.1f} images/s (batch {batch}, {crop}px, training mode)")

@@ -18,16 +18,22 @@ SIGTERM saves a checkpoint before exit; SIGKILL loses at most the steps since
 the last one. A NaN or Inf loss stops the run naming the step and the term,
 and keeps the last good checkpoint; so does a NaN or Inf weight found before
 a save. An empty train split stops the run before anything is written; an
-empty val split only turns validation off.
+empty val split only turns validation off. Under --strategy multi_worker only
+the chief writes --model_dir (every worker reads it to resume); the others
+write to temporary folders, removed at exit, and a SIGTERM to any worker makes
+every worker save the same step and exit (TF's PreemptionCheckpointHandler).
 
 The recipe, in sections: flags, presets, strategy, data, model, callbacks, fit.
 """
 
+import atexit
 import json
 import math
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 
@@ -148,7 +154,9 @@ def define_flags():
   flags.DEFINE_bool("jit_compile", False, "XLA-compile the train step.")
   flags.DEFINE_enum("strategy", "mirrored", list(STRATEGIES),
                     "mirrored: all local GPUs, else the CPU (split by "
-                    "--cpu_replicas); multi_worker: TF_CONFIG cluster; "
+                    "--cpu_replicas); multi_worker: the cluster in the "
+                    "TF_CONFIG environment variable, each worker's GPUs (else "
+                    "its CPU), --model_dir on storage every worker reads; "
                     "one_device: the first GPU, else the CPU.")
   flags.DEFINE_integer("cpu_replicas", 1,
                        "Split the CPU into this many logical devices for the "
@@ -243,14 +251,22 @@ def write_config(model_dir):
 
 def make_strategy():
   import tensorflow as tf
+  if FLAGS.strategy == "multi_worker":
+    # Before anything initialises TF's context (listing logical devices does):
+    # collective ops can only be configured at program startup.
+    if not os.environ.get("TF_CONFIG"):
+      raise app.UsageError(
+          "--strategy multi_worker needs TF_CONFIG, e.g. '{\"cluster\": "
+          "{\"worker\": [\"host1:port\", \"host2:port\"]}, \"task\": "
+          "{\"type\": \"worker\", \"index\": 0}}' on the first worker "
+          "(see the README)")
+    return tf.distribute.MultiWorkerMirroredStrategy()
   if FLAGS.cpu_replicas > 1:
     # Must happen before TF initialises its devices.
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_replicas)
   gpus = tf.config.list_logical_devices("GPU")
-  if FLAGS.strategy == "multi_worker":
-    return tf.distribute.MultiWorkerMirroredStrategy()
   if FLAGS.strategy == "one_device":
     return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
   if gpus:
@@ -266,6 +282,43 @@ def is_chief(strategy):
   return (resolver.task_type == "chief"
           or (resolver.task_type == "worker" and resolver.task_id == 0
               and "chief" not in resolver.cluster_spec().as_dict()))
+
+
+def worker_scratch(strategy):
+  """A temporary folder of this multi-worker task, removed at exit; None
+  without a cluster. Non-chief workers write their checkpoints there: every
+  worker must save (saving runs collectives), only the chief's count."""
+  if FLAGS.strategy != "multi_worker":
+    return None
+  resolver = strategy.cluster_resolver
+  scratch = tempfile.mkdtemp(
+      prefix=f"lbam_{resolver.task_type}{resolver.task_id}_")
+  atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+  return scratch
+
+
+def preemption_handler(strategy, manager, step, scratch):
+  """TF's PreemptionCheckpointHandler: after a SIGTERM to any worker, every
+  worker saves the same step through `manager`, then raises `Terminated`.
+
+  Main restores from --model_dir on every worker, so the handler gets an empty
+  Checkpoint in `scratch`: its run counter then starts at 0 on every worker
+  (restored from model_dir on the chief only, it would make the workers pick
+  different steps to save at)."""
+  import tensorflow as tf
+
+  def save():
+    manager.save(checkpoint_number=int(step.numpy()))
+
+  def stop():
+    raise Terminated(f"SIGTERM on a worker: every worker saved step "
+                     f"{int(step.numpy())}, the chief to {FLAGS.model_dir}")
+
+  return tf.distribute.experimental.PreemptionCheckpointHandler(
+      strategy.cluster_resolver, tf.train.Checkpoint(),
+      checkpoint_dir=os.path.join(scratch, "preemption"),
+      termination_config=tf.distribute.experimental.TerminationConfig(
+          exit_fn=stop, save_fn=save))
 
 
 # Data.
@@ -334,9 +387,11 @@ class Terminated(Exception):
   """SIGTERM arrived; a checkpoint was saved."""
 
 
-def make_monitor(gan, manager, model_dir, val_data, chief, deadline):
+def make_monitor(gan, manager, model_dir, val_data, chief, deadline,
+                 preemption=None):
   """The run's `keras.callbacks.Callback`: checkpoints, TensorBoard, validation,
-  SIGTERM (save, then raise `Terminated`), NaN/Inf (raise, keep the last
+  SIGTERM (save, then raise `Terminated`; through `preemption`, a
+  PreemptionCheckpointHandler, on a cluster), NaN/Inf (raise, keep the last
   good checkpoint), and the end of a phase (`stop_at`) or of the time budget
   (`deadline`, a `time.monotonic()` value or None)."""
   import keras
@@ -364,6 +419,7 @@ def make_monitor(gan, manager, model_dir, val_data, chief, deadline):
       self.validated_step = None
       self.stop_at = None
       self.out_of_time = False
+      self.chief = chief
 
     def step(self):
       return int(gan.step.numpy())
@@ -391,6 +447,9 @@ def make_monitor(gan, manager, model_dir, val_data, chief, deadline):
         self.write_images(step)
       if chief and step % FLAGS.val_every == 0 and val_data is not None:
         self.validate(step)
+      if preemption is not None:
+        # On every worker after every step, as the handler requires.
+        preemption.save_checkpoint_if_preempted()
       if TERMINATE.is_set():
         self.save(step)
         raise Terminated(f"SIGTERM: saved step {step} to {model_dir}")
@@ -454,6 +513,36 @@ def make_monitor(gan, manager, model_dir, val_data, chief, deadline):
 
 # Model, fit.
 
+def fit_on_cluster(model, dataset, strategy, monitor):
+  """`model.fit`'s loop for MultiWorkerMirroredStrategy, whose logs Keras 3's
+  fit cannot reduce (keras-team/keras#20585): the same train_step, the same
+  callback, an "epoch" of --log_every steps."""
+  import tensorflow as tf
+
+  @tf.function(jit_compile=model.jit_compile)
+  def train_step(batch):
+    return strategy.run(model.train_step, args=(batch,))
+
+  batches = iter(strategy.experimental_distribute_dataset(dataset))
+  model.stop_training = False
+  monitor.set_model(model)
+  monitor.on_train_begin()
+  while not model.stop_training:
+    for tracker in model.metrics:
+      tracker.reset_state()
+    for _ in range(FLAGS.log_every):
+      # train_step all-reduces what it logs: every replica holds the same.
+      logs = {name: float(strategy.experimental_local_results(value)[0])
+              for name, value in train_step(next(batches)).items()}
+      monitor.on_train_batch_end(None, logs)
+      if model.stop_training:
+        break
+    monitor.on_epoch_end(None, logs)
+    if monitor.chief:
+      logging.info("step %d: %s", int(model.step.numpy()), " ".join(
+          f"{name} {value:.4g}" for name, value in logs.items()))
+
+
 def main(argv):
   del argv
   deadline = (time.monotonic() + 60 * FLAGS.max_minutes
@@ -472,8 +561,8 @@ def main(argv):
 
   chief = is_chief(strategy)
   check_train_split(FLAGS.data_dir)
-  model_dir = FLAGS.model_dir if chief else os.path.join(
-      FLAGS.model_dir, f"worker_{strategy.cluster_resolver.task_id}")
+  scratch = worker_scratch(strategy)
+  model_dir = FLAGS.model_dir if chief else os.path.join(scratch, "model_dir")
   tf.io.gfile.makedirs(model_dir)
   if FLAGS.batch_size % strategy.num_replicas_in_sync:
     raise app.UsageError(
@@ -523,21 +612,31 @@ def main(argv):
         critic_optimizer=model.critic_optimizer)
     manager = tf.train.CheckpointManager(checkpoint, directory=model_dir,
                                          max_to_keep=FLAGS.max_to_keep)
-    if manager.latest_checkpoint:
-      checkpoint.restore(
-          manager.latest_checkpoint).assert_existing_objects_matched()
+    # Every worker resumes from the chief's checkpoints.
+    latest = tf.train.latest_checkpoint(FLAGS.model_dir)
+    if latest:
+      checkpoint.restore(latest).assert_existing_objects_matched()
   start = int(model.step.numpy())
   logging.info("%s at step %d of %d (%d replicas)",
-               f"resumed from {manager.latest_checkpoint}"
-               if manager.latest_checkpoint else "new run", start, total_steps,
-               strategy.num_replicas_in_sync)
+               f"resumed from {latest}" if latest else "new run", start,
+               total_steps, strategy.num_replicas_in_sync)
+  preemption = (preemption_handler(strategy, manager, model.step, scratch)
+                if scratch else None)
 
   train_data = data.make_dataset(FLAGS.data_dir, "train",
                                  batch_size=FLAGS.batch_size,
                                  crop_size=FLAGS.crop_size, training=True,
                                  seed=FLAGS.seed + start)
+  if FLAGS.strategy == "multi_worker":
+    # Every worker reads all files and keeps its replicas' slices of each
+    # global batch: the same batches as on one device (BUILD_NOTES.md).
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA)
+    train_data = train_data.with_options(options)
   val_data = validation_data(FLAGS.data_dir)
-  monitor = make_monitor(model, manager, model_dir, val_data, chief, deadline)
+  monitor = make_monitor(model, manager, model_dir, val_data, chief, deadline,
+                         preemption)
 
   # The warm-up, then the full loss; each phase traces its own train step.
   phases = [(min(FLAGS.warmup_steps, total_steps), True), (total_steps, False)]
@@ -552,10 +651,13 @@ def main(argv):
     model.make_train_function(force=True)
     monitor.stop_at = end
     try:
-      model.fit(train_data, steps_per_epoch=FLAGS.log_every,
-                initial_epoch=step // FLAGS.log_every,
-                epochs=math.ceil(end / FLAGS.log_every),
-                callbacks=[monitor], verbose=1 if chief else 0)
+      if FLAGS.strategy == "multi_worker":
+        fit_on_cluster(model, train_data, strategy, monitor)
+      else:
+        model.fit(train_data, steps_per_epoch=FLAGS.log_every,
+                  initial_epoch=step // FLAGS.log_every,
+                  epochs=math.ceil(end / FLAGS.log_every),
+                  callbacks=[monitor], verbose=1 if chief else 0)
     except Terminated as stop:
       logging.warning("%s; rerun the same command to resume", stop)
       sys.exit(128 + signal.SIGTERM)

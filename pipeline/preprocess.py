@@ -17,11 +17,15 @@ option and passes through unchanged, written with '=':
       --output_dir=out/data --num_masks=600
   python -m pipeline.preprocess ... --direct_num_workers=2 \
       --direct_running_mode=multi_processing
+  python -m pipeline.preprocess ... --dask_npartitions=8 \
+      --runner=apache_beam.runners.dask.dask_runner.DaskRunner \
+      --dask_client_address=tcp://SCHEDULER:8786
   python -m pipeline.preprocess ... --runner=DataflowRunner --project=P \
       --region=R --temp_location=gs://B/tmp --sdk_container_image=IMAGE
 
 (on Dataflow, IMAGE is a container with this repository and requirements.txt
-installed, so workers can import lbam_tf and pipeline).
+installed, so workers can import lbam_tf and pipeline; Dask workers need the
+same). The job uses only what every runner supports (see build()).
 """
 
 import dataclasses
@@ -33,7 +37,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 import apache_beam as beam  # noqa: E402
-from apache_beam.io import fileio  # noqa: E402
 from apache_beam.io.filesystem import CompressionTypes  # noqa: E402
 from apache_beam.io.filesystems import FileSystems  # noqa: E402
 from apache_beam.metrics import Metrics  # noqa: E402
@@ -134,20 +137,27 @@ def _check_matches(pattern, flag):
     raise ValueError(f"{flag} {pattern!r} matches no files: check the path and quote the glob")
 
 
+def list_files(pattern):
+  """Paths matching a glob, sorted; listed when the job is built.
+
+  A listed Create, unlike fileio.MatchFiles, is split into partitions by every
+  runner (MatchFiles' one output bundle stays on one DaskRunner worker, where
+  Reshuffle does nothing)."""
+  return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+
+
 class ReadFiles(beam.PTransform):
-  """Files matching a glob -> (key, path, bytes); read failures are rejected."""
+  """Files matching a glob -> outcomes: kept (key, path, bytes) or rejected."""
 
   def __init__(self, pattern):
     super().__init__()
     self._pattern = pattern
 
   def expand(self, pipeline):
-    base = glob_base(self._pattern)
     return (pipeline
-            | "Match" >> fileio.MatchFiles(self._pattern)
+            | "List" >> beam.Create(list_files(self._pattern))
             | "Spread" >> beam.Reshuffle()
-            | "Read" >> beam.ParDo(_ReadFile(base)).with_outputs(
-                "rejected", main="files"))
+            | "Read" >> beam.ParDo(_ReadFile(glob_base(self._pattern))))
 
 
 class _ReadFile(beam.DoFn):
@@ -155,8 +165,7 @@ class _ReadFile(beam.DoFn):
   def __init__(self, base):
     self._base = base
 
-  def process(self, metadata):
-    path = metadata.path
+  def process(self, path):
     try:
       with FileSystems.open(
           path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
@@ -164,11 +173,12 @@ class _ReadFile(beam.DoFn):
     except Exception as e:  # noqa: BLE001 -- one unreadable file must not stop the job
       yield _rejected(path, "unreadable", f"{type(e).__name__}: {e}")
       return
-    yield key_for(path, self._base), path, payload
+    yield _kept((key_for(path, self._base), path, payload))
 
 
 class _ReadTfds(beam.DoFn):
-  """Reads one part of a TFDS split as (tfds_id, tfds_id, encoded image bytes)."""
+  """Reads one part of a TFDS split as kept (tfds_id, tfds_id, encoded image
+  bytes) outcomes."""
 
   def __init__(self, config):
     self._config = config
@@ -183,7 +193,7 @@ class _ReadTfds(beam.DoFn):
         read_config=tfds.ReadConfig(add_tfds_id=True))
     for example in dataset.as_numpy_iterator():
       tfds_id = example["tfds_id"].decode("utf-8")
-      yield tfds_id, tfds_id, example[config.tfds_image_key]
+      yield _kept((tfds_id, tfds_id, example[config.tfds_image_key]))
 
 
 def tfds_parts(config):
@@ -194,11 +204,32 @@ def tfds_parts(config):
 
 # Images.
 
+# Outcomes. Each DoFn has one output, ("kept", value) or ("rejected", row),
+# and two plain FlatMaps take it apart: Beam 2.77's DaskRunner merges a
+# ParDo's tagged outputs (with_outputs) into one collection.
+
+def _kept(value):
+  return "kept", value
+
+
 def _rejected(path, reason, detail, kind="image"):
-  """Counts a rejection and tags its rejected.jsonl row for the "rejected" output."""
+  """Counts a rejection and tags its rejected.jsonl row."""
   Metrics.counter(NAMESPACE, f"rejected_{reason}").inc()
-  return beam.pvalue.TaggedOutput(
-      "rejected", {"path": path, "reason": reason, "detail": detail, "kind": kind})
+  return "rejected", {"path": path, "reason": reason, "detail": detail,
+                      "kind": kind}
+
+
+def _tagged(outcome, tag):
+  if outcome[0] == tag:
+    yield outcome[1]
+
+
+class SplitOutcomes(beam.PTransform):
+  """Outcomes -> (kept values, rejected rows)."""
+
+  def expand(self, outcomes):
+    return (outcomes | "Kept" >> beam.FlatMap(_tagged, "kept"),
+            outcomes | "Rejected" >> beam.FlatMap(_tagged, "rejected"))
 
 
 def split_of(key, val_fraction, test_fraction):
@@ -210,7 +241,8 @@ def split_of(key, val_fraction, test_fraction):
 
 
 class CropImage(beam.DoFn):
-  """(key, path, bytes) -> (split, record key, serialized example) per crop."""
+  """(key, path, bytes) -> outcomes: kept (split, record key, serialized
+  example) per crop, or rejected."""
 
   def __init__(self, config):
     self._config = config
@@ -237,7 +269,8 @@ class CropImage(beam.DoFn):
     for index, (y, x) in enumerate(offsets):
       crop = image[y:y + size, x:x + size]
       Metrics.counter(NAMESPACE, "crops_written").inc()
-      yield split, f"{key}#{index:04d}", data.image_example(crop, key, (y, x))
+      yield _kept((split, f"{key}#{index:04d}",
+                   data.image_example(crop, key, (y, x))))
 
 
 # Masks.
@@ -253,7 +286,8 @@ def generate_mask(spec, config):
 
 
 class IngestMask(beam.DoFn):
-  """(key, path, bytes) of a mask file -> (split, source, example, hole ratio)."""
+  """(key, path, bytes) of a mask file -> outcome: kept (split, source,
+  example, hole ratio), or rejected."""
 
   def __init__(self, config):
     self._config = config
@@ -271,31 +305,32 @@ class IngestMask(beam.DoFn):
     if split == "hash":
       split = split_of(key, 0.0, config.mask_test_fraction)
     Metrics.counter(NAMESPACE, "masks_ingested").inc()
-    yield split, key, data.mask_example(mask, key), masks.hole_ratio(mask)
+    yield _kept((split, key, data.mask_example(mask, key),
+                 masks.hole_ratio(mask)))
 
 
 # Reports.
 
-def _write_rejected(rows, path):
+def _write_reports(grouped, config):
+  """(None, stats and rejected rows) -> rejected.jsonl and manifest.json."""
+  _, entries = grouped
+  rows = [value for section, _, value in entries if section == "rejected_row"]
   lines = sorted(json.dumps(row, sort_keys=True) for row in rows)
-  shards.write_text_file(path, "".join(line + "\n" for line in lines))
-
-
-def _write_manifest(stats, config, path):
+  shards.write_text_file(FileSystems.join(config.output_dir, "rejected.jsonl"),
+                         "".join(line + "\n" for line in lines))
   counts = {"images": {s: 0 for s in data.IMAGE_SPLITS},
             "masks": {s: 0 for s in data.MASK_SPLITS}}
   histogram = {s: masks.ratio_histogram([]) for s in data.MASK_SPLITS}
-  rejected = {"total": 0, "by_reason": {r: 0 for r in decode.REASONS}}
+  rejected = {"total": len(rows), "by_reason": {r: 0 for r in decode.REASONS}}
+  for row in rows:
+    rejected["by_reason"][row["reason"]] += 1
   input_files = 0
-  for section, name, value in stats:
+  for section, name, value in entries:
     if section in counts:
       counts[section][name] += value
     elif section == "hole_ratio":
       split, label = name
       histogram[split][label] += value
-    elif section == "rejected":
-      rejected["total"] += value
-      rejected["by_reason"][name] += value
     elif section == "input_files":
       input_files += value
   manifest = {
@@ -306,7 +341,8 @@ def _write_manifest(stats, config, path):
       "flags": dataclasses.asdict(config),
       "schema": data.SCHEMA,
   }
-  shards.write_text_file(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+  shards.write_text_file(FileSystems.join(config.output_dir, "manifest.json"),
+                         json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
 def _mask_pattern(mask_dir):
@@ -319,29 +355,33 @@ def _mask_pattern(mask_dir):
 # The pipeline.
 
 def build(pipeline, config):
-  """Adds the whole job to `pipeline`; reads top to bottom."""
-  out = config.output_dir
+  """Adds the whole job to `pipeline`; reads top to bottom.
+
+  Built from what every Beam runner runs: Create, single-output ParDo,
+  GroupByKey, Flatten. No side inputs, no tagged outputs, and one last step
+  that every other leads to (Beam 2.77's DaskRunner computes only what its
+  last step depends on)."""
   rejected, stats = [], []
 
   # Images: read, decode, crop, split, write.
   if config.input_pattern or config.tfds_name:
     if config.input_pattern:
-      read = pipeline | "ReadImages" >> ReadFiles(config.input_pattern)
-      files = read.files
-      rejected.append(read.rejected)
+      outcomes = pipeline | "ReadImages" >> ReadFiles(config.input_pattern)
     else:
-      files = (pipeline
-               | "TfdsParts" >> beam.Create(tfds_parts(config))
-               | "ReadTfds" >> beam.ParDo(_ReadTfds(config))
-               | "SpreadTfds" >> beam.Reshuffle())
-    cropped = files | "Crop" >> beam.ParDo(CropImage(config)).with_outputs(
-        "rejected", main="crops")
-    rejected.append(cropped.rejected)
-    written = cropped.crops | "WriteImages" >> shards.WriteShards(
-        out, "images", data.IMAGE_SPLITS, config.num_shards)
+      outcomes = (pipeline
+                  | "TfdsParts" >> beam.Create(tfds_parts(config))
+                  | "ReadTfds" >> beam.ParDo(_ReadTfds(config))
+                  | "SpreadTfds" >> beam.Reshuffle())
+    files, unread = outcomes | "ReadOutcomes" >> SplitOutcomes()
+    crops, undecoded = (files
+                        | "Crop" >> beam.ParDo(CropImage(config))
+                        | "CropOutcomes" >> SplitOutcomes())
+    rejected += [unread, undecoded]
+    written = crops | "WriteImages" >> shards.WriteShards(
+        config.output_dir, "images", data.IMAGE_SPLITS, config.num_shards)
     stats.append(written | "ImageCounts" >> beam.Map(lambda s: ("images", s[0], s[1])))
-    stats.append(files | "CountSources" >> beam.combiners.Count.Globally()
-                 | "InputStat" >> beam.Map(lambda n: ("input_files", None, n)))
+    stats.append(files | "InputStat" >> beam.Map(
+        lambda _: ("input_files", None, 1)))
 
   # Masks: generated from a plan (stratified test bins) and/or ingested.
   mask_sets = []
@@ -353,40 +393,44 @@ def build(pipeline, config):
                      | "SpreadMasks" >> beam.Reshuffle()
                      | "Generate" >> beam.Map(generate_mask, config))
   if config.mask_dir:
-    read = pipeline | "ReadMasks" >> ReadFiles(_mask_pattern(config.mask_dir))
-    rejected.append(read.rejected)
-    ingested = read.files | "Ingest" >> beam.ParDo(IngestMask(config)).with_outputs(
-        "rejected", main="masks")
-    rejected.append(ingested.rejected)
-    mask_sets.append(ingested.masks)
+    outcomes = pipeline | "ReadMasks" >> ReadFiles(
+        _mask_pattern(config.mask_dir))
+    mask_files, unread = outcomes | "MaskReadOutcomes" >> SplitOutcomes()
+    ingested, undecoded = (mask_files
+                           | "Ingest" >> beam.ParDo(IngestMask(config))
+                           | "IngestOutcomes" >> SplitOutcomes())
+    rejected += [unread, undecoded]
+    mask_sets.append(ingested)
   if mask_sets:
     all_masks = mask_sets | "AllMasks" >> beam.Flatten()
     written = (all_masks
                | "MaskRecords" >> beam.Map(lambda m: (m[0], m[1], m[2]))
                | "WriteMasks" >> shards.WriteShards(
-                   out, "masks", data.MASK_SPLITS, config.num_shards))
+                   config.output_dir, "masks", data.MASK_SPLITS,
+                   config.num_shards))
     stats.append(written | "MaskCounts" >> beam.Map(lambda s: ("masks", s[0], s[1])))
-    stats.append(all_masks
-                 | "HoleBins" >> beam.Map(lambda m: ((m[0], masks.ratio_label(m[3])), 1))
-                 | "SumBins" >> beam.CombinePerKey(sum)
-                 | "BinStat" >> beam.Map(lambda kv: ("hole_ratio", kv[0], kv[1])))
+    stats.append(all_masks | "HoleBins" >> beam.Map(
+        lambda m: ("hole_ratio", (m[0], masks.ratio_label(m[3])), 1)))
 
-  # Reports: rejected.jsonl and manifest.json.
-  all_rejected = (rejected or [pipeline | "NoRejects" >> beam.Create([])]) | (
-      "AllRejected" >> beam.Flatten())
-  _ = (all_rejected
-       | "RejectedList" >> beam.combiners.ToList()
-       | "WriteRejected" >> beam.Map(_write_rejected,
-                                     FileSystems.join(out, "rejected.jsonl")))
-  stats.append(all_rejected
-               | "ReasonOnes" >> beam.Map(lambda r: (r["reason"], 1))
-               | "SumReasons" >> beam.CombinePerKey(sum)
-               | "ReasonStat" >> beam.Map(lambda kv: ("rejected", kv[0], kv[1])))
-  _ = (stats
-       | "AllStats" >> beam.Flatten()
-       | "StatList" >> beam.combiners.ToList()
-       | "WriteManifest" >> beam.Map(_write_manifest, config,
-                                     FileSystems.join(out, "manifest.json")))
+  # Reports: stats summed per (section, name), with every rejected row,
+  # gathered under one key into the step that writes rejected.jsonl and
+  # manifest.json. The seed row makes the gathering non-empty.
+  stats.append(pipeline | "SeedStat" >> beam.Create([("input_files", None, 0)]))
+  entries = [stats
+             | "AllStats" >> beam.Flatten()
+             | "StatKeys" >> beam.Map(lambda s: ((s[0], s[1]), s[2]))
+             | "SumStats" >> beam.CombinePerKey(sum)
+             | "StatRows" >> beam.Map(lambda kv: (*kv[0], kv[1]))]
+  if rejected:
+    entries.append(rejected
+                   | "AllRejected" >> beam.Flatten()
+                   | "RejectedRows" >> beam.Map(
+                       lambda row: ("rejected_row", None, row)))
+  _ = (entries
+       | "AllEntries" >> beam.Flatten()
+       | "OneKey" >> beam.Map(lambda entry: (None, entry))
+       | "Gather" >> beam.GroupByKey()
+       | "WriteReports" >> beam.Map(_write_reports, config))
 
 
 def run(config, beam_args=()):
@@ -405,9 +449,13 @@ def run(config, beam_args=()):
 
 
 def counters(result):
-  """{name: value} of the job's Beam counters."""
-  query = result.metrics().query(
-      beam.metrics.MetricsFilter().with_namespace(NAMESPACE))
+  """{name: value} of the job's Beam counters; None where the runner keeps
+  none (the DaskRunner): manifest.json has the counts either way."""
+  try:
+    metrics = result.metrics()
+  except NotImplementedError:
+    return None
+  query = metrics.query(beam.metrics.MetricsFilter().with_namespace(NAMESPACE))
   totals = {}
   for counter in query["counters"]:
     name = counter.key.metric.name
@@ -503,7 +551,10 @@ def main(argv):
   except ValueError as e:
     raise app.UsageError(str(e)) from None
   result = run(config, argv[1:])
-  for name, value in counters(result).items():
+  totals = counters(result)
+  if totals is None:
+    print("this runner reports no Beam counters; manifest.json has the counts")
+  for name, value in (totals or {}).items():
     print(f"{name}: {value}")
   print(f"wrote {config.output_dir}/manifest.json")
 

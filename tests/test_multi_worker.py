@@ -1,0 +1,252 @@
+"""`python -m lbam_tf.train --strategy multi_worker` on two real worker
+processes over loopback (TF_CONFIG with free 127.0.0.1 ports).
+
+Two steps on two workers (one replica each, global batch 2) against the same
+command on one device: the same losses and weights, as tests/test_gan.py
+checks for two local replicas. Only the chief writes model_dir, and the other
+worker's temporary folder is gone at exit. Then a resume to step 4, where a
+SIGTERM to the non-chief worker after step 3 stops both workers at the same
+saved step (TF's PreemptionCheckpointHandler) instead of leaving the chief
+waiting in a collective. Every process is killed at the end, also on failure.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lbam_tf import data
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CROP = 128
+TIMEOUT = 1200
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  """Four train crops and four train masks, written with lbam_tf.data."""
+  root = tmp_path_factory.mktemp("data")
+  rng = np.random.default_rng(0)
+  ramp = np.linspace(0, 255, CROP)[None, :, None]
+  images = [np.clip(ramp + rng.integers(0, 60, size=(CROP, CROP, 3)), 0,
+                    255).astype(np.uint8) for _ in range(4)]
+  masks = []
+  for _ in range(4):
+    mask = np.zeros((CROP, CROP), np.uint8)
+    y, x = rng.integers(0, CROP - 48, size=2)
+    mask[y:y + 48, x:x + 48] = 255
+    masks.append(mask)
+  data.write_tfrecords(
+      str(root / data.shard_name("images", "train", 0, 1)),
+      [data.image_example(image, f"train/{i}") for i, image in
+       enumerate(images)])
+  data.write_tfrecords(
+      str(root / data.shard_name("masks", "train", 0, 1)),
+      [data.mask_example(mask, f"box/{i}") for i, mask in enumerate(masks)])
+  return str(root)
+
+
+def _free_ports(count):
+  sockets = [socket.socket() for _ in range(count)]
+  for s in sockets:
+    s.bind(("127.0.0.1", 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
+
+
+class _Processes:
+  """Training processes with their output in files; all killed on exit."""
+
+  def __init__(self, folder):
+    self.folder = folder
+    self.started = []
+
+  def __enter__(self):
+    return self
+
+  def start(self, name, arguments, **env):
+    log_path = os.path.join(self.folder, f"{name}.log")
+    environment = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2",
+                       **env)
+    with open(log_path, "w") as log:
+      process = subprocess.Popen(
+          [sys.executable, "-m", "lbam_tf.train", *arguments], cwd=ROOT,
+          env=environment, stdout=log, stderr=subprocess.STDOUT,
+          start_new_session=True)
+    process.log_path = log_path
+    self.started.append(process)
+    return process
+
+  def cluster(self, name, arguments, tmpdir):
+    """Two workers; TMPDIR shows what their temporary folders leave."""
+    addresses = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    return [self.start(f"{name}{index}", arguments, TMPDIR=tmpdir,
+                       TF_CONFIG=json.dumps({
+                           "cluster": {"worker": addresses},
+                           "task": {"type": "worker", "index": index}}))
+            for index in range(2)]
+
+  def __exit__(self, *exc):
+    for process in self.started:
+      if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
+def _output(process):
+  with open(process.log_path) as f:
+    return f.read()
+
+
+def _wait(process, timeout=TIMEOUT):
+  try:
+    return process.wait(timeout=timeout)
+  except subprocess.TimeoutExpired:
+    pytest.fail(f"{process.log_path} did not finish:\n"
+                f"{_output(process)[-3000:]}")
+
+
+def _command(data_dir, model_dir, strategy, steps):
+  return ["--preset", "cpu_small", "--data_dir", data_dir,
+          "--model_dir", model_dir, "--strategy", strategy,
+          "--train_steps", str(steps), "--batch_size", "2",
+          "--vgg_weights", "none", "--critic_steps", "1", "--log_every", "1",
+          "--checkpoint_every", "1", "--max_to_keep", "10", "--val_steps", "0",
+          "--image_every", "1000", "--seed", "3"]
+
+
+def _tree(folder):
+  """Files under `folder`; TensorBoard event files counted, not named."""
+  names = []
+  for root, _, files in os.walk(folder):
+    for name in files:
+      path = os.path.relpath(os.path.join(root, name), folder)
+      names.append(os.path.join(os.path.dirname(path), "events")
+                   if name.startswith("events.out") else path)
+  return sorted(names)
+
+
+def _variables(model_dir, step):
+  reader = tf.train.load_checkpoint(os.path.join(model_dir, f"ckpt-{step}"))
+  return {key: reader.get_tensor(key)
+          for key in reader.get_variable_to_shape_map()
+          if key.endswith("VARIABLE_VALUE")}
+
+
+def _losses(model_dir):
+  """{(step, name): value} of the chief's TensorBoard loss scalars."""
+  folder = os.path.join(model_dir, "train")
+  values = {}
+  for name in os.listdir(folder):
+    for event in tf.compat.v1.train.summary_iterator(
+        os.path.join(folder, name)):
+      for value in event.summary.value:
+        if value.tag.startswith("loss/"):
+          values[(event.step, value.tag)] = float(
+              tf.make_ndarray(value.tensor))
+  return values
+
+
+def _assert_same_step(one, two, step):
+  """Weights within test_gan's 0.1 x learning rate; Adam's moments (they pin
+  the all-reduced gradient's scale, which Adam's steps hide) within 1e-3 of
+  themselves, with a floor of 1e-6 of the optimizer's largest moment for
+  tensors whose gradient is ~0 (float noise, even in sign)."""
+  ones, twos = _variables(one, step), _variables(two, step)
+  assert ones.keys() == twos.keys()
+  scale = {}
+  for key, value in ones.items():
+    if "_optimizer/_variables/" in key:
+      prefix = key.split("/")[0]
+      scale[prefix] = max(scale.get(prefix, 0.0), float(np.max(np.abs(value))))
+  checked = {"weights": 0, "moments": 0}
+  for key, value in ones.items():
+    # The checkpoint reaches most weights through the optimizers' references.
+    if "_trainable_variables/" in key or key.startswith(("generator/",
+                                                          "critic/")):
+      rate = 1e-4 if key.startswith("generator") else 1e-5
+      np.testing.assert_allclose(twos[key], value, rtol=0, atol=0.1 * rate,
+                                 err_msg=f"step {step} {key}")
+      checked["weights"] += 1
+    elif "_optimizer/_variables/" in key:
+      floor = 1e-6 * scale[key.split("/")[0]]
+      np.testing.assert_allclose(
+          twos[key], value, rtol=1e-3,
+          atol=1e-3 * float(np.max(np.abs(value))) + floor,
+          err_msg=f"step {step} {key}")
+      checked["moments"] += 1
+    else:
+      np.testing.assert_array_equal(twos[key], value, err_msg=key)
+  assert checked["weights"] > 100 and checked["moments"] > 200, checked
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "issue 10, open: at step 1 the two workers' losses differ from the "
+    "one-device run's (hole L1 0.0385 vs 0.0158) while the weights start "
+    "equal: they train on another global batch. Suspected: Keras 3's fit "
+    "takes the first batch of its persistent iterator for its symbolic "
+    "build, fit_on_cluster does not (BUILD_NOTES.md)"))
+def test_two_workers_match_one_device_then_resume_and_stop(data_dir,
+                                                            tmp_path):
+  single, cluster = str(tmp_path / "single"), str(tmp_path / "cluster")
+  tmpdir = tmp_path / "worker_tmp"
+  tmpdir.mkdir()
+  with _Processes(str(tmp_path)) as processes:
+    reference = processes.start(
+        "single", _command(data_dir, single, "one_device", 2))
+    workers = processes.cluster(
+        "worker", _command(data_dir, cluster, "multi_worker", 2), str(tmpdir))
+    for process in [*workers, reference]:
+      assert _wait(process) == 0, _output(process)[-3000:]
+
+    # Only the chief wrote model_dir, and the other worker's folder is gone.
+    assert _tree(cluster) == _tree(single)
+    assert "generator.weights.h5" in _tree(cluster)
+    assert _tree(str(tmpdir)) == []
+    for step in (1, 2):
+      _assert_same_step(single, cluster, step)
+    losses, expected = _losses(cluster), _losses(single)
+    assert {name for _, name in expected} >= {
+        "loss/generator_loss", "loss/critic_loss", "loss/gradient_penalty"}
+    assert losses.keys() == expected.keys()
+    for key, value in expected.items():
+      np.testing.assert_allclose(losses[key], value, rtol=1e-4, atol=1e-5,
+                                 err_msg=str(key))
+
+    # Resume; SIGTERM to the non-chief once step 3 is saved.
+    workers = processes.cluster(
+        "resume", _command(data_dir, cluster, "multi_worker", 1000),
+        str(tmpdir))
+    deadline = time.monotonic() + TIMEOUT
+    while not os.path.exists(os.path.join(cluster, "ckpt-3.index")):
+      assert time.monotonic() < deadline and workers[0].poll() is None, (
+          _output(workers[0])[-3000:])
+      time.sleep(0.5)
+    workers[1].send_signal(signal.SIGTERM)
+    codes = [_wait(process, timeout=300) for process in workers]
+    assert codes == [128 + signal.SIGTERM] * 2, (
+        codes, _output(workers[0])[-2000:], _output(workers[1])[-2000:])
+  for process in workers:
+    assert "resumed from" in _output(process) and "ckpt-2 at step 2" in (
+        _output(process))
+  saved = int(tf.train.latest_checkpoint(cluster).rsplit("-", 1)[1])
+  assert saved >= 4
+  for process in workers:
+    assert f"every worker saved step {saved}," in _output(process)
+  reader = tf.train.load_checkpoint(cluster)
+  for key, count in (("step", saved), ("generator_optimizer/_iterations",
+                                       saved),
+                     ("critic_optimizer/_iterations", saved)):
+    assert int(reader.get_tensor(f"{key}/.ATTRIBUTES/VARIABLE_VALUE")) == (
+        count), key
+  assert _tree(str(tmpdir)) == []
+  assert not any("worker" in name for name in _tree(cluster))
