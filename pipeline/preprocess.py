@@ -34,7 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 import apache_beam as beam  # noqa: E402
 from apache_beam.io import fileio  # noqa: E402
-from apache_beam.io.filesystem import CompressionTypes  # noqa: E402
+from apache_beam.io.filesystem import CompressionTypes, FileMetadata  # noqa: E402
 from apache_beam.io.filesystems import FileSystems  # noqa: E402
 from apache_beam.metrics import Metrics  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
@@ -179,7 +179,7 @@ def _unlisted_entries(pattern):
       try:
         os.stat(path)
       except OSError:
-        dropped.append(fileio.FileMetadata(path, 0))
+        dropped.append(FileMetadata(path, 0))
   return list(FileSystems.get_filesystem(pattern).match_files(dropped, pattern))
 
 
