@@ -535,7 +535,9 @@ def define_flags():
                     "reject them into rejected.jsonl.")
   flags.DEFINE_integer("max_pixels", _DEFAULT["max_pixels"],
                        "Images (and masks) with more pixels than this are "
-                       "rejected as decompression bombs before decoding.")
+                       "rejected as decompression bombs before decoding, and "
+                       "files over 8 bytes per such pixel + 64 MiB before "
+                       "reading. Decoding takes up to ~18 bytes per pixel.")
   flags.DEFINE_integer("num_masks", _DEFAULT["num_masks"],
                        "Masks to generate (0: none, e.g. with --mask_dir only). "
                        "Use a few hundred for a demo.")
