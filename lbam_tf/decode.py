@@ -9,10 +9,11 @@ ACCEPTED_FORMATS are opened, whatever the file name says (Pillow otherwise
 tries some forty formats on hostile bytes). The header is read and its size
 checked before any pixel is decoded, so a decompression bomb is refused before
 memory is spent on it. What a decode then allocates is bounded by the pixel
-count: about 18 bytes per pixel at most (RGBA; RGB 14, 16-bit grey 10), and crops are
-resized from their own window of the image, never from a whole resized copy
-(an upscaled 1x100,000 strip would be 350x35,000,000 pixels). Every failure
-becomes a `Rejected` with a reason from REASONS, for rejected.jsonl.
+count: about 18 bytes per pixel at most (RGBA; RGB 14, 16-bit grey 10), and
+crops are resized from their own window of the image, never from a whole
+resized copy (an upscaled 1x100,000 strip would be 350x35,000,000 pixels).
+Every failure becomes a `Rejected` with a reason from REASONS, for
+rejected.jsonl.
 """
 
 import contextlib

@@ -34,7 +34,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 import apache_beam as beam  # noqa: E402
 from apache_beam.io import fileio  # noqa: E402
-from apache_beam.io.filesystem import CompressionTypes, FileMetadata  # noqa: E402
+from apache_beam.io.filesystem import CompressionTypes  # noqa: E402
+from apache_beam.io.filesystem import FileMetadata  # noqa: E402
 from apache_beam.io.filesystems import FileSystems  # noqa: E402
 from apache_beam.metrics import Metrics  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
@@ -162,8 +163,8 @@ class ReadFiles(beam.PTransform):
     return ((matched, unlisted)
             | "Entries" >> beam.Flatten()
             | "Spread" >> beam.Reshuffle()
-            | "Read" >> beam.ParDo(_ReadFile(base, self._max_bytes)).with_outputs(
-                "rejected", main="files"))
+            | "Read" >> beam.ParDo(_ReadFile(base, self._max_bytes))
+            .with_outputs("rejected", main="files"))
 
 
 def _unlisted_entries(pattern):
@@ -295,8 +296,9 @@ class CropImage(beam.DoFn):
     image = decode.decode_image(payload, config.max_pixels, config.load_size)
     if min(image.shape[:2]) < config.crop_size and config.small_images == "reject":
       raise decode.Rejected(
-          "too_small", f"{image.shape[1]}x{image.shape[0]} is below --crop_size "
-          f"{config.crop_size}; --small_images=upscale would keep it")
+          "too_small", f"{image.shape[1]}x{image.shape[0]} is below "
+          f"--crop_size {config.crop_size}; --small_images=upscale would "
+          "keep it")
     shape = decode.resized_shape(image.shape, config.load_size)
     split = split_of(key, config.val_fraction, config.test_fraction)
     offsets = decode.crop_offsets(key, config.seed, shape, config.crop_size,
@@ -423,7 +425,8 @@ def build(pipeline, config):
                      | "Generate" >> beam.Map(generate_mask, config))
   if config.mask_dir:
     read = pipeline | "ReadMasks" >> ReadFiles(
-        _mask_pattern(config.mask_dir), decode.max_file_bytes(config.max_pixels))
+        _mask_pattern(config.mask_dir),
+        decode.max_file_bytes(config.max_pixels))
     rejected.append(read.rejected)
     ingested = read.files | "Ingest" >> beam.ParDo(IngestMask(config)).with_outputs(
         "rejected", main="masks")
