@@ -38,15 +38,16 @@ import tensorflow as tf  # noqa: E402
 import tqdm  # noqa: E402
 
 from lbam_tf import baselines  # noqa: E402
+from lbam_tf import bounded_read  # noqa: E402
 from lbam_tf import convert  # noqa: E402
 from lbam_tf import data  # noqa: E402
+from lbam_tf import decode  # noqa: E402
 from lbam_tf import image_files  # noqa: E402
 from lbam_tf import image_ops  # noqa: E402
 from lbam_tf import inpaint as inpaint_lib  # noqa: E402
 from lbam_tf import masks as masks_lib  # noqa: E402
 from lbam_tf import metrics  # noqa: E402
 from lbam_tf import model_io  # noqa: E402
-from pipeline import decode  # noqa: E402
 
 _MODEL = flags.DEFINE_string(
     "model", None,
@@ -170,11 +171,11 @@ def _decode_folder(folder, flag, decode_file):
         f"{folder}")
   decoded = []
   for path in paths:
-    with open(path, "rb") as f:
-      data = f.read()
     try:
+      data = bounded_read.read_file(
+          path, decode.max_file_bytes(decode.DEFAULT_MAX_PIXELS))
       decoded.append((os.path.basename(path), decode_file(data)))
-    except decode.Rejected as error:
+    except (bounded_read.FileRefused, decode.Rejected) as error:
       raise ValueError(
           f"cannot use {path} ({error}): remove it or convert it to PNG"
       ) from None

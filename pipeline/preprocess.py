@@ -38,17 +38,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 import apache_beam as beam  # noqa: E402
 from apache_beam.io.filesystem import CompressionTypes  # noqa: E402
+from apache_beam.io.filesystem import FileMetadata  # noqa: E402
 from apache_beam.io.filesystems import FileSystems  # noqa: E402
 from apache_beam.metrics import Metrics  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
-from lbam_tf import data, image_ops, masks  # noqa: E402
-from pipeline import decode, shards  # noqa: E402
+from lbam_tf import bounded_read, data, decode, image_ops, masks  # noqa: E402
+from pipeline import shards  # noqa: E402
 
 NAMESPACE = "preprocess"
 SMALL_IMAGE_POLICIES = ("upscale", "reject")
 MASK_DIR_SPLITS = ("hash", "train", "test")
 _WILDCARDS = "*?["
+#: Every reason a rejected.jsonl row can give.
+REJECT_REASONS = decode.REASONS + bounded_read.REASONS + ("unexpected_error",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,11 +127,19 @@ def glob_base(pattern):
   return head[:head.rfind("/") + 1] if "/" in head else ""
 
 
+def printable(path):
+  """`path` as valid UTF-8 text: bytes that are not UTF-8 in a file name (read
+  by Python as lone surrogates, which no UTF-8 encoder takes) become \\xNN."""
+  return path.encode("utf-8", "surrogateescape").decode("utf-8",
+                                                       "backslashreplace")
+
+
 def key_for(path, base):
-  """A location-independent key: `path` relative to the glob's base folder."""
+  """A location-independent key: `path` relative to the glob's base folder,
+  as printable text whatever bytes the file name holds."""
   if "://" not in path and "://" not in base:
     path, base = os.path.abspath(path), os.path.abspath(base or ".") + os.sep
-  return path[len(base):] if base and path.startswith(base) else path
+  return printable(path[len(base):] if base and path.startswith(base) else path)
 
 
 def _check_matches(pattern, flag):
@@ -138,42 +149,83 @@ def _check_matches(pattern, flag):
 
 
 def list_files(pattern):
-  """Paths matching a glob, sorted; listed when the job is built.
+  """Metadata of the files matching a glob; listed when the job is built.
 
   A listed Create, unlike fileio.MatchFiles, is split into partitions by every
   runner (MatchFiles' one output bundle stays on one DaskRunner worker, where
   Reshuffle does nothing)."""
-  return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+  return list(FileSystems.match([pattern])[0].metadata_list)
 
 
 class ReadFiles(beam.PTransform):
-  """Files matching a glob -> outcomes: kept (key, path, bytes) or rejected."""
+  """Files matching a glob -> outcomes: kept (key, path, bytes), or rejected:
+  read failures, files over `max_bytes` and entries that are not regular
+  files."""
 
-  def __init__(self, pattern):
+  def __init__(self, pattern, max_bytes):
     super().__init__()
     self._pattern = pattern
+    self._max_bytes = max_bytes
 
   def expand(self, pipeline):
+    entries = sorted(list_files(self._pattern)
+                     + _unlisted_entries(self._pattern), key=lambda m: m.path)
     return (pipeline
-            | "List" >> beam.Create(list_files(self._pattern))
+            | "List" >> beam.Create(entries)
             | "Spread" >> beam.Reshuffle()
-            | "Read" >> beam.ParDo(_ReadFile(glob_base(self._pattern))))
+            | "Read" >> beam.ParDo(_ReadFile(glob_base(self._pattern),
+                                             self._max_bytes)))
+
+
+def _unlisted_entries(pattern):
+  """Metadata of the entries a local glob matches that Beam's listing drops
+  without a word (it skips what it cannot stat: broken symlinks, loops), so
+  that reading them gives each a rejected.jsonl row."""
+  if "://" in pattern:
+    return []
+  dropped = []
+  for folder, _, names in os.walk(glob_base(pattern) or "."):
+    for name in names:
+      path = os.path.join(folder, name)
+      try:
+        os.stat(path)
+      except OSError:
+        dropped.append(FileMetadata(path, 0))
+  return list(FileSystems.get_filesystem(pattern).match_files(dropped, pattern))
+
+
+def _read_bounded(metadata, max_bytes):
+  """Local files through bounded_read (regular files only, never blocking);
+  other filesystems by their listed size, then reading no more than that."""
+  path = metadata.path
+  if "://" not in path:
+    return bounded_read.read_file(path, max_bytes)
+  if metadata.size_in_bytes > max_bytes:
+    raise bounded_read.FileRefused(
+        "too_large", path, f"holds {metadata.size_in_bytes} bytes, over the "
+        f"limit of {max_bytes}")
+  with FileSystems.open(
+      path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+    return f.read(metadata.size_in_bytes)
 
 
 class _ReadFile(beam.DoFn):
 
-  def __init__(self, base):
+  def __init__(self, base, max_bytes):
     self._base = base
+    self._max_bytes = max_bytes
 
-  def process(self, path):
+  def process(self, metadata):
+    path = printable(metadata.path)
     try:
-      with FileSystems.open(
-          path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        payload = f.read()
+      payload = _read_bounded(metadata, self._max_bytes)
+    except bounded_read.FileRefused as e:
+      yield _rejected(path, e.reason, e.detail)
+      return
     except Exception as e:  # noqa: BLE001 -- one unreadable file must not stop the job
       yield _rejected(path, "unreadable", f"{type(e).__name__}: {e}")
       return
-    yield _kept((key_for(path, self._base), path, payload))
+    yield _kept((key_for(metadata.path, self._base), path, payload))
 
 
 class _ReadTfds(beam.DoFn):
@@ -232,6 +284,22 @@ class SplitOutcomes(beam.PTransform):
             outcomes | "Rejected" >> beam.FlatMap(_tagged, "rejected"))
 
 
+def _outputs_or_rejection(path, kind, make):
+  """make()'s list of outputs, or one rejected row if it raises anything.
+
+  One bad element must neither stop the job nor leave half its outputs
+  behind; an error this code did not foresee is also logged with its trace.
+  """
+  try:
+    return make()
+  except decode.Rejected as e:
+    return [_rejected(path, e.reason, e.detail, kind)]
+  except Exception as e:  # noqa: BLE001 -- see the docstring
+    logging.exception("rejected %s after an unexpected error", path)
+    return [_rejected(path, "unexpected_error", f"{type(e).__name__}: {e}",
+                      kind)]
+
+
 def split_of(key, val_fraction, test_fraction):
   """train, val or test from a hash of the key (independent of --seed)."""
   u = shards.key_fraction("split", key)
@@ -249,28 +317,28 @@ class CropImage(beam.DoFn):
 
   def process(self, element):
     key, path, payload = element
+    records = _outputs_or_rejection(
+        path, "image", lambda: [_kept(r) for r in self._records(key, payload)])
+    if records and records[0][0] == "kept":
+      Metrics.counter(NAMESPACE, "images_decoded").inc()
+      Metrics.counter(NAMESPACE, "crops_written").inc(len(records))
+    yield from records
+
+  def _records(self, key, payload):
     config = self._config
-    try:
-      image = decode.decode_image(payload, config.max_pixels, config.load_size)
-    except decode.Rejected as e:
-      yield _rejected(path, e.reason, e.detail)
-      return
+    image = decode.decode_image(payload, config.max_pixels, config.load_size)
     if min(image.shape[:2]) < config.crop_size and config.small_images == "reject":
-      yield _rejected(path, "too_small",
-                      f"{image.shape[1]}x{image.shape[0]} is below --crop_size "
-                      f"{config.crop_size}; --small_images=upscale would keep it")
-      return
-    Metrics.counter(NAMESPACE, "images_decoded").inc()
-    image = decode.resize_short_side(image, config.load_size)
+      raise decode.Rejected(
+          "too_small", f"{image.shape[1]}x{image.shape[0]} is below "
+          f"--crop_size {config.crop_size}; --small_images=upscale would "
+          "keep it")
+    shape = decode.resized_shape(image.shape, config.load_size)
     split = split_of(key, config.val_fraction, config.test_fraction)
-    offsets = decode.crop_offsets(key, config.seed, image.shape, config.crop_size,
+    offsets = decode.crop_offsets(key, config.seed, shape, config.crop_size,
                                   config.crops_per_image)
-    size = config.crop_size
-    for index, (y, x) in enumerate(offsets):
-      crop = image[y:y + size, x:x + size]
-      Metrics.counter(NAMESPACE, "crops_written").inc()
-      yield _kept((split, f"{key}#{index:04d}",
-                   data.image_example(crop, key, (y, x))))
+    crops = decode.resized_crops(image, shape, offsets, config.crop_size)
+    return [(split, f"{key}#{index:04d}", data.image_example(crop, key, offset))
+            for index, (crop, offset) in enumerate(zip(crops, offsets))]
 
 
 # Masks.
@@ -294,19 +362,20 @@ class IngestMask(beam.DoFn):
 
   def process(self, element):
     key, path, payload = element
+    records = _outputs_or_rejection(
+        path, "mask", lambda: [_kept(self._record(key, payload))])
+    if records[0][0] == "kept":
+      Metrics.counter(NAMESPACE, "masks_ingested").inc()
+    yield from records
+
+  def _record(self, key, payload):
     config = self._config
-    try:
-      mask = decode.decode_mask(payload, config.max_pixels, config.mask_polarity,
-                                config.crop_size)
-    except decode.Rejected as e:
-      yield _rejected(path, e.reason, e.detail, kind="mask")
-      return
+    mask = decode.decode_mask(payload, config.max_pixels, config.mask_polarity,
+                              config.crop_size)
     split = config.mask_dir_split
     if split == "hash":
       split = split_of(key, 0.0, config.mask_test_fraction)
-    Metrics.counter(NAMESPACE, "masks_ingested").inc()
-    yield _kept((split, key, data.mask_example(mask, key),
-                 masks.hole_ratio(mask)))
+    return split, key, data.mask_example(mask, key), masks.hole_ratio(mask)
 
 
 # Reports.
@@ -321,7 +390,8 @@ def _write_reports(grouped, config):
   counts = {"images": {s: 0 for s in data.IMAGE_SPLITS},
             "masks": {s: 0 for s in data.MASK_SPLITS}}
   histogram = {s: masks.ratio_histogram([]) for s in data.MASK_SPLITS}
-  rejected = {"total": len(rows), "by_reason": {r: 0 for r in decode.REASONS}}
+  rejected = {"total": len(rows),
+              "by_reason": {r: 0 for r in REJECT_REASONS}}
   for row in rows:
     rejected["by_reason"][row["reason"]] += 1
   input_files = 0
@@ -366,7 +436,8 @@ def build(pipeline, config):
   # Images: read, decode, crop, split, write.
   if config.input_pattern or config.tfds_name:
     if config.input_pattern:
-      outcomes = pipeline | "ReadImages" >> ReadFiles(config.input_pattern)
+      outcomes = pipeline | "ReadImages" >> ReadFiles(
+          config.input_pattern, decode.max_file_bytes(config.max_pixels))
     else:
       outcomes = (pipeline
                   | "TfdsParts" >> beam.Create(tfds_parts(config))
@@ -394,7 +465,8 @@ def build(pipeline, config):
                      | "Generate" >> beam.Map(generate_mask, config))
   if config.mask_dir:
     outcomes = pipeline | "ReadMasks" >> ReadFiles(
-        _mask_pattern(config.mask_dir))
+        _mask_pattern(config.mask_dir),
+        decode.max_file_bytes(config.max_pixels))
     mask_files, unread = outcomes | "MaskReadOutcomes" >> SplitOutcomes()
     ingested, undecoded = (mask_files
                            | "Ingest" >> beam.ParDo(IngestMask(config))
@@ -513,7 +585,9 @@ def define_flags():
                     "reject them into rejected.jsonl.")
   flags.DEFINE_integer("max_pixels", _DEFAULT["max_pixels"],
                        "Images (and masks) with more pixels than this are "
-                       "rejected as decompression bombs before decoding.")
+                       "rejected as decompression bombs before decoding, and "
+                       "files over 8 bytes per such pixel + 64 MiB before "
+                       "reading. Decoding takes up to ~18 bytes per pixel.")
   flags.DEFINE_integer("num_masks", _DEFAULT["num_masks"],
                        "Masks to generate (0: none, e.g. with --mask_dir only). "
                        "Use a few hundred for a demo.")
