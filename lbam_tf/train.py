@@ -441,10 +441,10 @@ def main(argv):
       checkpoint.restore(
           manager.latest_checkpoint).assert_existing_objects_matched()
   start = int(model.step.numpy())
-  logging.info("%s at step %d of %d (%d replicas)",
+  logging.info("%s at step %d of %d (%d replicas, %s compute)",
                f"resumed from {manager.latest_checkpoint}"
                if manager.latest_checkpoint else "new run", start, total_steps,
-               strategy.num_replicas_in_sync)
+               strategy.num_replicas_in_sync, model.generator.compute_dtype)
 
   train_data = data.make_dataset(FLAGS.data_dir, "train",
                                  batch_size=FLAGS.batch_size,
