@@ -617,9 +617,10 @@ def main(argv):
     if latest:
       checkpoint.restore(latest).assert_existing_objects_matched()
   start = int(model.step.numpy())
-  logging.info("%s at step %d of %d (%d replicas)",
+  logging.info("%s at step %d of %d (%d replicas, %s compute)",
                f"resumed from {latest}" if latest else "new run", start,
-               total_steps, strategy.num_replicas_in_sync)
+               total_steps, strategy.num_replicas_in_sync,
+               model.generator.compute_dtype)
   preemption = (preemption_handler(strategy, manager, model.step, scratch)
                 if scratch else None)
 

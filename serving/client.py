@@ -30,12 +30,24 @@ SIGNATURE = "serving_default"
 
 
 class ServerError(Exception):
-  """The server refused a request; `status`: HTTP status (or gRPC code)."""
+  """The server refused a request or replied wrongly; `status`: the HTTP
+  status, the gRPC code, or "bad reply"."""
 
   def __init__(self, status, message):
     super().__init__(f"{status}: {message}")
     self.status = status
     self.message = message
+
+
+def _check_count(sent, results):
+  """Raises ServerError unless the reply holds one result per image sent:
+  a short reply would pair results with the wrong files or drop some."""
+  if len(results) != sent:
+    raise ServerError(
+        "bad reply", f"sent {sent} image(s) but the server returned "
+        f"{len(results)} prediction(s); nothing was written for them: check "
+        "that the server runs this project's export")
+  return results
 
 
 class RestClient:
@@ -91,7 +103,8 @@ class RestClient:
                            "mask_polarity": polarity}
                           for image, mask in zip(images, masks)]}
     predictions = self._request(f"{self.url}:predict", body)["predictions"]
-    return [base64.b64decode(p["b64"]) for p in predictions]
+    return [base64.b64decode(p["b64"])
+            for p in _check_count(len(images), predictions)]
 
 
 class GrpcClient:
@@ -133,7 +146,8 @@ class GrpcClient:
       response = self._stub.Predict(request, timeout=self.timeout)
     except self._grpc.RpcError as error:
       raise ServerError(error.code().name, error.details()) from error
-    return list(response.outputs["image_bytes"].string_val)
+    return _check_count(len(images),
+                        list(response.outputs["image_bytes"].string_val))
 
 
 def inpaint_files(client, jobs, batch_size=4, polarity="white", progress=True):

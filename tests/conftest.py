@@ -38,15 +38,36 @@ def mixed_bfloat16():
 
 @pytest.fixture(scope="module")
 def generator():
-  """A "head" generator with random weights, built once per test module."""
+  """A "head" generator with fresh random weights, built once per module."""
   return generator_lib.build_generator()
 
 
-@pytest.fixture(scope="module")
-def head_weights(generator, tmp_path_factory):
-  """`generator` saved as a .weights.h5 beside its config.json, as a user
-  hands it to the CLIs; returns the weights path."""
+#: Scales the last layer of `varied_generator`'s random weights: with 1 its
+#: hole pixels span 122-134 of 255 (std 1); with 30, 15-244 (std 28) on a
+#: 100x150 test image, none clipped.
+VARIED_OUTPUT_GAIN = 30.0
+
+
+@pytest.fixture(scope="session")
+def varied_generator():
+  """A "head" generator whose hole pixels vary with the image.
+
+  The fresh weights' N(0, 0.02) fill every hole with a flat grey near 0.5, so
+  a parity test on them cannot tell the image from zeros. These are
+  test_convert's reference-layout random weights, last layer scaled.
+  """
+  import torch_reference  # pylint: disable=g-import-not-at-top
+  weights = torch_reference.random_state_dict(
+      torch_reference.Generator("head"), seed=5)
+  weights["dc7.weight"] = weights["dc7.weight"] * VARIED_OUTPUT_GAIN
+  return convert.generator_from_torch_state_dict(weights)
+
+
+@pytest.fixture(scope="session")
+def head_weights(varied_generator, tmp_path_factory):
+  """`varied_generator` saved as a .weights.h5 beside its config.json, as a
+  user hands it to the CLIs; returns the weights path."""
   folder = tmp_path_factory.mktemp("weights")
-  generator.save_weights(str(folder / "g.weights.h5"))
+  varied_generator.save_weights(str(folder / "g.weights.h5"))
   convert.write_config(str(folder), {"variant": "head", "ablation": "none"})
   return str(folder / "g.weights.h5")

@@ -11,6 +11,9 @@ Example:
 
 import numpy as np
 
+#: `varied_expected` wants hole pixels spread wider than this (uint8 std).
+MIN_HOLE_STD = 10.0
+
 
 def expected(generator, image, hole):
   """Reflect pad to 128, generator, crop, composite, round to uint8.
@@ -31,3 +34,16 @@ def expected(generator, image, hole):
                              training=False))[0, :height, :width]
   out = np.round(np.clip(out, 0, 1) * 255).astype(np.uint8)
   return np.where(hole[..., None], out, image)
+
+
+def varied_expected(generator, image, hole):
+  """`expected`, checked to fill the hole with varied pixels.
+
+  A flat hole (as fresh weights give) cannot tell the image from zeros, so a
+  comparison with it would pass with the image never reaching the generator.
+  """
+  result = expected(generator, image, hole)
+  assert result[hole].std() > MIN_HOLE_STD, (
+      f"hole pixels' std {result[hole].std():.1f} <= {MIN_HOLE_STD}: use "
+      "weights whose holes vary (conftest's varied_generator)")
+  return result

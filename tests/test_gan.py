@@ -48,13 +48,8 @@ def _dataset():
       {"image": images, "mask": masks}).batch(BATCH)
 
 
-def _one_step(strategy, initial):
-  """One fit step under `strategy` from the `initial` weights (g, c, vgg)."""
-  with strategy.scope():
-    model = _build_gan()
-    for part, values in zip(
-        (model.generator, model.critic, model.feature_extractor), initial):
-      part.set_weights(values)
+def _one_step(model):
+  """One fit step of `model`; returns its logs, weights and Adam slots."""
   history = model.fit(_dataset(), epochs=1, steps_per_epoch=1, verbose=0)
   logs = {k: v[-1] for k, v in history.history.items()}
   return logs, _named(model.generator), _named(model.critic), {
@@ -71,7 +66,8 @@ def _named(holder, prefix=""):
 
 
 def _compare_strategies(output_path):
-  """Script mode: one step mirrored (2 CPU replicas) and one_device, saved."""
+  """Script mode: one step one_device and mirrored (2 CPU replicas) from the
+  same weights, saved."""
   import tensorflow as tf
   cpu = tf.config.list_physical_devices("CPU")[0]
   tf.config.set_logical_device_configuration(
@@ -79,22 +75,25 @@ def _compare_strategies(output_path):
   import keras
   keras.utils.set_random_seed(0)
   with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
-    probe = _build_gan()
-  initial = [part.get_weights() for part in
-             (probe.generator, probe.critic, probe.feature_extractor)]
+    one = _build_gan()
+  parts = ("generator", "critic", "feature_extractor")
+  initial = [getattr(one, part).get_weights() for part in parts]
+  results = {}
+  for part, network in (("g", one.generator), ("c", one.critic)):
+    results.update({f"initial/{part}/{k}": w
+                    for k, w in _named(network).items()})
   mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
   assert mirrored.num_replicas_in_sync == 2
-  results = {}
-  for tag, strategy in (("one", tf.distribute.OneDeviceStrategy("/cpu:0")),
-                        ("mirrored", mirrored)):
-    logs, g_weights, c_weights, slots = _one_step(strategy, initial)
+  with mirrored.scope():
+    two = _build_gan()
+    for part, values in zip(parts, initial):
+      getattr(two, part).set_weights(values)
+  for tag, model in (("one", one), ("mirrored", two)):
+    logs, g_weights, c_weights, slots = _one_step(model)
     results.update({f"{tag}/slot/{k}": w for k, w in slots.items()})
     results.update({f"{tag}/log/{k}": v for k, v in logs.items()})
     results.update({f"{tag}/g/{k}": w for k, w in g_weights.items()})
     results.update({f"{tag}/c/{k}": w for k, w in c_weights.items()})
-  for part, network in (("g", probe.generator), ("c", probe.critic)):
-    results.update({f"initial/{part}/{k}": w
-                    for k, w in _named(network).items()})
   np.savez(output_path, **results)
 
 
@@ -115,6 +114,8 @@ def test_mirrored_two_replicas_match_one_device(tmp_path):
     np.testing.assert_allclose(results[f"mirrored/log/{name}"],
                                results[f"one/log/{name}"], rtol=1e-4,
                                atol=1e-5, err_msg=name)
+  _check_loss_assembly({name: float(results[f"one/log/{name}"])
+                        for name in log_names})
   # Adam's first moments are (1 - beta_1) * gradient: they pin the all-reduced
   # gradient's scale, which Adam's first step (about +-lr) would hide.
   slots = [k.split("/", 2)[2] for k in results if k.startswith("one/slot/")]
@@ -144,6 +145,25 @@ def test_mirrored_two_replicas_match_one_device(tmp_path):
   critic_kernels = {k.split("/", 2)[2] for k in results
                     if k.startswith("one/c/") and k.endswith(":kernel")}
   assert {"ec1:kernel", "dc7:kernel"} | critic_kernels <= moved
+
+
+def _check_loss_assembly(logs):
+  """The minimised totals are the weighted sums of the logged terms."""
+  from lbam_tf import losses
+  weights = losses.PRESETS["reference"]
+  names = ("hole", "valid", "perceptual", "style", "adversarial")
+  # Distinct weights and terms, so that swapping two weights shows.
+  assert len({getattr(weights, name) for name in names}) == len(names)
+  assert len({logs[name] for name in names}) == len(names)
+  assert logs["gradient_penalty"] > 0
+  sums = {"generator_loss": [getattr(weights, name) * logs[name]
+                             for name in names],
+          "critic_loss": [-logs["wasserstein"], weights.gradient_penalty
+                          * logs["gradient_penalty"]]}
+  # float32 sums: the tolerance scales with the terms (some are negative).
+  wrong = {total: (logs[total], sum(terms)) for total, terms in sums.items()
+           if abs(logs[total] - sum(terms)) > 1e-5 * sum(map(abs, terms))}
+  assert not wrong, f"logged total vs weighted sum of its terms: {wrong}"
 
 
 def test_check_finite_names_the_term_and_step():

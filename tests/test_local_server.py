@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lbam_tf import generator as generator_lib
 from serving import export
 from serving import local_server
 
@@ -36,9 +35,9 @@ def _call(port, method, path, body=None):
 
 
 @pytest.fixture(scope="module")
-def model_base_path(tmp_path_factory):
+def model_base_path(varied_generator, tmp_path_factory):
   base = tmp_path_factory.mktemp("models") / "lbam"
-  export.export(generator_lib.build_generator(), str(base / "1"),
+  export.export(varied_generator, str(base / "1"),
                 max_pixels=MAX_PIXELS, warmup_sizes=())
   return str(base)
 
@@ -127,7 +126,7 @@ def test_column_form_predict_with_polarity(port, loaded):
   assert base64.b64decode(output["b64"]) == _direct(loaded, image, hole)
 
 
-def test_tensor_signature_in_column_form(port):
+def test_tensor_signature_in_column_form(port, loaded):
   rng = np.random.default_rng(3)
   image = rng.random((1, 20, 30, 3), dtype=np.float32)
   mask = np.ones((1, 20, 30, 1), np.float32)
@@ -140,6 +139,11 @@ def test_tensor_signature_in_column_form(port):
   assert result.shape == image.shape
   known = mask[..., 0] == 1
   np.testing.assert_array_equal(result[known], image[known])
+  direct = loaded.signatures["inpaint_tensor"](
+      image=tf.constant(image), mask=tf.constant(mask))["image"].numpy()
+  assert direct[~known].std() > 0.02, "a flat hole would prove little"
+  # float32 -> JSON -> float32 is exact; the graph may differ in the last bit.
+  np.testing.assert_allclose(result, direct, rtol=0, atol=1e-6)
 
 
 _IMAGE, _HOLE = _sample(40, 60, seed=4)
@@ -214,29 +218,33 @@ def test_bad_request_status_and_message(port, case):
 
 
 def test_clients_are_served_during_and_after_bad_requests(port, loaded):
-  image, hole = _sample(64, 64, seed=5)
-  good = {"instances": [{"image_bytes": _b64(_png(image)),
-                         "mask_bytes": _b64(_png(hole))}]}
-  expected = _direct(loaded, image, hole)
+  # Each client its own image and size, so a reply sent to the wrong one
+  # shows.
+  samples = [_sample(48 + 16 * i, 80 - 8 * i, seed=5 + i) for i in range(4)]
   bad = [BAD_REQUESTS[case] for case in sorted(BAD_REQUESTS)]
 
-  def send_good(_):
-    return _call(port, "POST", _PREDICT, good)
+  def send_good(index):
+    image, hole = samples[index]
+    return _call(port, "POST", _PREDICT, {"instances": [
+        {"image_bytes": _b64(_png(image)), "mask_bytes": _b64(_png(hole))}]})
 
   def send_bad(request):
     method, path, body, status, _ = request
     return _call(port, method, path, body)[0] == status
 
   with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
-    goods = [pool.submit(send_good, i) for i in range(4)]
+    goods = [pool.submit(send_good, i) for i in range(len(samples))]
     bads = [pool.submit(send_bad, request) for request in bad]
     assert all(f.result(timeout=TIMEOUT) for f in bads)
-    for future in goods:
+    for future, (image, hole) in zip(goods, samples):
       status, body = future.result(timeout=TIMEOUT)
       assert status == 200, body
-      assert base64.b64decode(body["predictions"][0]["b64"]) == expected
-  status, body = send_good(None)
+      assert base64.b64decode(body["predictions"][0]["b64"]) == _direct(
+          loaded, image, hole)
+  status, body = send_good(0)
   assert status == 200, body
+  assert base64.b64decode(body["predictions"][0]["b64"]) == _direct(
+      loaded, *samples[0])
 
 
 def test_missing_model_is_a_usage_error(tmp_path):

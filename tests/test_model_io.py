@@ -59,18 +59,22 @@ def _write_config(directory, **config):
 def test_model_dir_with_checkpoints(original_bn, tmp_path):
   generator, expected = original_bn
   # As lbam_tf.train writes it: all flags in config.json, the generator
-  # inside a larger checkpoint, a later step than an earlier save.
+  # inside a larger checkpoint, several saves of which the latest wins.
   _write_config(tmp_path, variant="original_bn", ablation="none",
-                crop_size=128, train_steps=2)
-  step = tf.Variable(0, dtype=tf.int64)
+                crop_size=128, train_steps=3)
   critic_stand_in = tf.Variable(np.ones(3, np.float32))
-  checkpoint = tf.train.Checkpoint(step=step, generator=generator,
-                                   critic=critic_stand_in)
-  manager = tf.train.CheckpointManager(checkpoint, str(tmp_path),
-                                       max_to_keep=2)
-  manager.save(checkpoint_number=1)
-  _assert_same_model(model_io.load_generator(tmp_path), expected,
-                     "original_bn")
+  other = _randomized("original_bn", seed=3)
+  other_expected = _output(other)
+  for number, saved in ((1, other), (2, generator), (3, other)):
+    checkpoint = tf.train.Checkpoint(
+        step=tf.Variable(number, dtype=tf.int64), generator=saved,
+        critic=critic_stand_in)
+    tf.train.CheckpointManager(checkpoint, str(tmp_path),
+                               max_to_keep=3).save(checkpoint_number=number)
+    if number > 1:
+      _assert_same_model(model_io.load_generator(tmp_path),
+                         expected if saved is generator else other_expected,
+                         "original_bn")
   with pytest.raises(ValueError, match="variant='head' was requested"):
     model_io.load_generator(tmp_path, variant="head")
 

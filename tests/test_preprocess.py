@@ -328,13 +328,30 @@ def test_keys_are_relative_to_the_glob_folder():
   assert preprocess.key_for(os.path.abspath("data/p/a.jpg"), "data/p/") == "a.jpg"
 
 
+_SPLITS_OF_4000_KEYS = (
+    "from pipeline import preprocess\n"
+    "print(''.join(preprocess.split_of(f'img{i}.jpg', 0.1, 0.2)[:2] "
+    "for i in range(4000)))")
+
+
 def test_hash_split_fractions():
-  splits = collections.Counter(preprocess.split_of(f"img{i}.jpg", 0.1, 0.2)
-                               for i in range(4000))
+  keys = [f"img{i}.jpg" for i in range(4000)]
+  splits = [preprocess.split_of(key, 0.1, 0.2) for key in keys]
+  counts = collections.Counter(splits)
   # Binomial standard deviation at n=4000, p=0.2 is about 25.
-  assert abs(splits["test"] - 800) < 125
-  assert abs(splits["val"] - 400) < 100
-  assert preprocess.split_of("same.jpg", 0.1, 0.2) == preprocess.split_of("same.jpg", 0.1, 0.2)
+  assert abs(counts["test"] - 800) < 125
+  assert abs(counts["val"] - 400) < 100
+  # A larger test fraction keeps the test keys and adds some.
+  test = {key for key, split in zip(keys, splits) if split == "test"}
+  wider = {key for key in keys if preprocess.split_of(key, 0.1, 0.3) == "test"}
+  assert test < wider
+  # The same in other processes, whatever their str hash seed.
+  for hash_seed in ("1", "2"):
+    other = subprocess.run(
+        [sys.executable, "-c", _SPLITS_OF_4000_KEYS], cwd=ROOT, check=True,
+        capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, PYTHONHASHSEED=hash_seed)).stdout.strip()
+    assert other == "".join(split[:2] for split in splits)
 
 
 def test_command_line_help_and_beam_options_pass_through(tmp_path):

@@ -53,14 +53,21 @@ def data_dir(tmp_path_factory):
                for i, m in enumerate(masks(count))]
     data.write_tfrecords(str(root / data.shard_name("masks", split, 0, 1)),
                          records)
+  # The part of pipeline.preprocess's manifest that training reads.
+  with open(root / "manifest.json", "w") as f:
+    json.dump({"counts": {"images": {"train": 4, "val": 2, "test": 0},
+                          "masks": {"train": 4, "test": 2}},
+               "flags": {"crop_size": CROP}}, f)
   return str(root)
 
 
 def _command(data_dir, model_dir, *extra):
+  """A tiny run: summaries, validation and saves only when `extra` asks."""
   return [sys.executable, "-m", "lbam_tf.train", "--preset", "cpu_small",
           "--data_dir", data_dir, "--model_dir", model_dir, "--batch_size", "2",
           "--vgg_weights", "none", "--critic_steps", "2", "--log_every", "1",
-          "--image_every", "1", "--val_every", "1", "--val_steps", "1", *extra]
+          "--image_every", "1000", "--val_every", "1000", "--val_steps", "0",
+          "--checkpoint_every", "1000", *extra]
 
 
 class _Run:
@@ -139,8 +146,11 @@ def test_kill_terminate_resume_finish(data_dir, tmp_path):
   model_dir = str(tmp_path / "run")
 
   # 1. SIGKILL after two checkpoints: the last one survives intact.
+  # Images every step, so step 1's are written when checkpoint 2 appears;
+  # validation once, at step 0.
   run = _Run(_command(data_dir, model_dir, "--train_steps", "1000",
-                      "--checkpoint_every", "1"), tmp_path / "kill.log")
+                      "--checkpoint_every", "1", "--image_every", "1",
+                      "--val_steps", "1"), tmp_path / "kill.log")
   try:
     run.wait_for(lambda: (_latest_step(model_dir) or 0) >= 2, "checkpoint 2")
     run.process.send_signal(signal.SIGKILL)
@@ -165,8 +175,8 @@ def test_kill_terminate_resume_finish(data_dir, tmp_path):
       os.path.join(model_dir, "val"))
 
   # 2. Resume, then SIGTERM before the next regular checkpoint: it saves anyway.
-  run = _Run(_command(data_dir, model_dir, "--train_steps", "1000",
-                      "--checkpoint_every", "1000"), tmp_path / "term.log")
+  run = _Run(_command(data_dir, model_dir, "--train_steps", "1000"),
+             tmp_path / "term.log")
   try:
     run.wait_for(lambda: "resumed from" in run.output(), "resume")
     assert f"ckpt-{killed_at} at step {killed_at} " in run.output()
@@ -185,8 +195,8 @@ def test_kill_terminate_resume_finish(data_dir, tmp_path):
              if "momentum" in v.path or "velocity" in v.path]
     assert slots and any(np.any(v.numpy() != 0) for v in slots)
   final = terminated_at + 1
-  run = _Run(_command(data_dir, model_dir, "--train_steps", str(final),
-                      "--checkpoint_every", "1000"), tmp_path / "finish.log")
+  run = _Run(_command(data_dir, model_dir, "--train_steps", str(final)),
+             tmp_path / "finish.log")
   try:
     assert run.wait() == 0, run.output()[-3000:]
   finally:
@@ -196,3 +206,73 @@ def test_kill_terminate_resume_finish(data_dir, tmp_path):
   assert int(_read(model_dir, "generator_optimizer/_iterations")) == final
   assert int(_read(model_dir, "critic_optimizer/_iterations")) == 2 * final
   assert os.path.isfile(os.path.join(model_dir, "generator.weights.h5"))
+
+
+def _finished(command, log_path):
+  """Runs `command` to its end; returns (exit status, output)."""
+  run = _Run(command, log_path)
+  try:
+    return run.wait(timeout=600), run.output()
+  finally:
+    run.stop()
+
+
+def test_mixed_precision_replicas_epochs_and_refusals(data_dir, tmp_path):
+  model_dir = str(tmp_path / "run")
+
+  def command(directory, *extra):
+    return _command(data_dir, directory, "--critic_steps", "1", *extra)
+
+  # 1. --mixed_precision on the CPU: bfloat16 compute, float32 saves.
+  status, output = _finished(
+      command(model_dir, "--train_steps", "1", "--mixed_precision"),
+      tmp_path / "mixed.log")
+  assert status == 0, output[-3000:]
+  assert "new run at step 0 of 1 (1 replicas, bfloat16 compute)" in output
+  dtypes = tf.train.load_checkpoint(model_dir).get_variable_to_dtype_map()
+  floats = {k: v for k, v in dtypes.items() if v.is_floating}
+  for owner in ("generator/", "critic/", "generator_optimizer/",
+                "critic_optimizer/"):
+    assert any(k.startswith(owner) for k in floats), (owner, sorted(dtypes))
+  assert set(floats.values()) == {tf.float32}
+
+  # 2. --cpu_replicas 2 makes two replicas, over which a batch of 3 does not
+  # split: refused before anything is written.
+  other_dir = str(tmp_path / "odd")
+  status, output = _finished(
+      command(other_dir, "--train_steps", "1", "--strategy", "mirrored",
+              "--cpu_replicas", "2", "--batch_size", "3"),
+      tmp_path / "odd.log")
+  assert status == 1
+  assert "--batch_size 3 does not split over 2 replicas" in output
+  assert not os.path.exists(os.path.join(other_dir, "config.json"))
+
+  # 3. Resuming with another --variant names both and the remedy.
+  status, output = _finished(
+      command(model_dir, "--train_steps", "2", "--variant", "original_bn"),
+      tmp_path / "variant.log")
+  assert status == 1
+  assert "--variant 'original_bn' differs from 'head'" in output
+  assert "use a new --model_dir" in output
+  assert _latest_step(model_dir) == 1
+
+  # 4. Resumed without --mixed_precision, --epochs 1.25 of the manifest's 4
+  # train images at batch 2: ceil(2.5) = 3 steps in all.
+  status, output = _finished(command(model_dir, "--epochs", "1.25"),
+                             tmp_path / "f32.log")
+  assert status == 0, output[-3000:]
+  assert "at step 1 of 3 (1 replicas, float32 compute)" in output
+  assert _latest_step(model_dir) == 3
+  assert int(_read(model_dir, "generator_optimizer/_iterations")) == 3
+
+  # 5. A loss that overflows float32 (a hole weight of 1e39) stops the run
+  # with status 1 at that step, naming it, and saves nothing from it.
+  status, output = _finished(
+      command(model_dir, "--train_steps", "10", "--hole_weight", "1e39",
+              "--checkpoint_every", "1"), tmp_path / "inf.log")
+  assert status == 1, output[-3000:]
+  assert "loss term 'generator_loss' is inf at step 4" in output
+  assert "the last good checkpoint is " in output
+  assert _latest_step(model_dir) == 3
+  assert not [name for name in os.listdir(model_dir)
+              if name.startswith("ckpt-4")]
