@@ -13,6 +13,12 @@ masks in, PNGs out, any size, known pixels bit-exact) and `inpaint_tensor`
 (float tensors, composited); see `lbam_tf/inpaint.py` for the exact inputs,
 rules and errors.
 
+`--precision bfloat16` rebuilds the generator with bfloat16 weights and
+compute (`model_io.with_dtype_policy`); the signatures' inputs and outputs stay
+as they are. It is the fast path on CPUs with AVX512_BF16 or AMX, where
+oneDNN has bfloat16 kernels; elsewhere TF emulates them and it is slower than
+float32 (`bench/serving.py` compares both).
+
 The export also holds warm-up requests in
 `assets.extra/tf_serving_warmup_requests`, which TF Serving replays before it
 reports the model AVAILABLE, so the first user request does not pay for graph
@@ -135,7 +141,7 @@ def check_export_dir(export_dir, overwrite=False):
 
 
 def export(generator, export_dir, max_pixels=DEFAULT_MAX_PIXELS,
-           warmup_sizes=(256,), overwrite=False):
+           warmup_sizes=(256,), overwrite=False, precision="float32"):
   """Saves `generator` with both signatures and warm-up requests.
 
   Args:
@@ -144,6 +150,8 @@ def export(generator, export_dir, max_pixels=DEFAULT_MAX_PIXELS,
     max_pixels: the largest H * W a request may send.
     warmup_sizes: square sizes of the warm-up requests; empty for none.
     overwrite: replace an existing, non-empty `export_dir`.
+    precision: a key of `model_io.PRECISION_POLICIES`: the dtype the
+      generator's weights and arithmetic use inside the SavedModel.
 
   Returns:
     `export_dir`.
@@ -151,6 +159,12 @@ def export(generator, export_dir, max_pixels=DEFAULT_MAX_PIXELS,
   check_export_dir(export_dir, overwrite)
   if os.path.exists(export_dir):
     shutil.rmtree(export_dir)
+  if precision not in model_io.PRECISION_POLICIES:
+    raise ValueError(f"precision {precision!r} is not one of "
+                     f"{sorted(model_io.PRECISION_POLICIES)}")
+  if precision != "float32":
+    generator = model_io.with_dtype_policy(
+        generator, model_io.PRECISION_POLICIES[precision])
   module = inpaint.InpaintModule(generator, max_pixels)
   tf.saved_model.save(module, export_dir, signatures=module.signatures())
   if warmup_sizes:
@@ -190,6 +204,11 @@ def define_flags():
                     "assets.extra (empty for none).")
   flags.DEFINE_bool("overwrite", False,
                     "Replace an existing, non-empty --export_dir.")
+  flags.DEFINE_enum("precision", "float32",
+                    list(model_io.PRECISION_POLICIES),
+                    "Weights and arithmetic of the exported generator. "
+                    "bfloat16 is faster on CPUs with AVX512_BF16 or AMX "
+                    "(slower elsewhere); inputs and outputs are unchanged.")
   flags.mark_flags_as_required(["weights", "export_dir"])
 
 
@@ -202,9 +221,11 @@ def main(argv):
   generator = model_io.load_generator(FLAGS.weights, variant=FLAGS.variant,
                                       ablation=FLAGS.ablation)
   export(generator, FLAGS.export_dir, FLAGS.max_pixels,
-         [int(size) for size in FLAGS.warmup_sizes], FLAGS.overwrite)
-  print(f"exported {FLAGS.weights} to {FLAGS.export_dir} "
-        f"(signatures {SERVING_SIGNATURE}, {TENSOR_SIGNATURE})")
+         [int(size) for size in FLAGS.warmup_sizes], FLAGS.overwrite,
+         FLAGS.precision)
+  print(f"exported {FLAGS.weights} to {FLAGS.export_dir} in "
+        f"{FLAGS.precision} (signatures {SERVING_SIGNATURE}, "
+        f"{TENSOR_SIGNATURE})")
 
 
 if __name__ == "__main__":
