@@ -14,6 +14,7 @@ URLs, JSON bodies and status codes as TF Serving's REST API, so that clients
   `{"outputs": ...}`; optional `"signature_name"`. Binary values travel as
   `{"b64": ...}`, and outputs whose names end in `_bytes` come back that way.
   Inputs left out take the SignatureDef's default (`mask_polarity`).
+- `GET /`: the inpainting page (`serving.web`), which talks to this API.
 - Errors: `{"error": "<message>"}` with TF Serving's mapping of status codes
   (INVALID_ARGUMENT -> 400, NOT_FOUND -> 404, ...).
 
@@ -48,6 +49,7 @@ from tensorflow.core.framework import types_pb2  # noqa: E402
 from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
 
 from lbam_tf import inpaint  # noqa: E402
+from serving import web  # noqa: E402
 
 DEFAULT_SIGNATURE = "serving_default"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -350,7 +352,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
       self._reply(500, {"error": f"{type(error).__name__}: {error}"})
 
   def do_GET(self):  # pylint: disable=invalid-name
-    self._handle("GET")
+    page = web.static_file(self.path)
+    if page:
+      web.send(self, 200, *page)
+    else:
+      self._handle("GET")
 
   def do_POST(self):  # pylint: disable=invalid-name
     self._handle("POST")
@@ -509,6 +515,7 @@ def main(argv):
   print(f"serving {servable.name} version {servable.version} from "
         f"{servable.path} on http://{host}:{port}/v1/models/{servable.name} "
         "(development stand-in for TF Serving's REST API)", flush=True)
+  print(f"inpainting page: http://{host}:{port}/", flush=True)
   try:
     server.serve_forever()
   except KeyboardInterrupt:
