@@ -37,7 +37,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [_REPO, os.path.join(_REPO, "tests")]
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import torch  # noqa: E402
@@ -49,7 +48,6 @@ from PIL import Image  # noqa: E402
 import torch_reference  # noqa: E402
 from bench import timing  # noqa: E402
 from lbam_tf import convert  # noqa: E402
-from lbam_tf import generator as generator_lib  # noqa: E402
 from lbam_tf import metrics  # noqa: E402
 from lbam_tf import model_io  # noqa: E402
 
@@ -113,19 +111,6 @@ def reference_generator():
   return convert.generator_from_torch_state_dict(weights)
 
 
-def keras_with_policy(fp32_generator, policy):
-  """The same generator and weights built under another dtype policy."""
-  previous = keras.config.dtype_policy()
-  keras.config.set_dtype_policy(policy)
-  try:
-    generator = generator_lib.build_generator(
-        **convert.generator_options(fp32_generator))
-  finally:
-    keras.config.set_dtype_policy(previous)
-  generator.set_weights(fp32_generator.get_weights())
-  return generator
-
-
 def forward_fns(fp32_generator):
   """{path: function(image, mask) -> float32 numpy output} for FLAGS.paths."""
   fns = {}
@@ -148,10 +133,10 @@ def forward_fns(fp32_generator):
     fns["fp32_xla"] = keras_fn(fp32_generator, True)
   if "mixed_bf16" in FLAGS.paths:
     fns["mixed_bf16"] = keras_fn(
-        keras_with_policy(fp32_generator, "mixed_bfloat16"), False)
+        model_io.with_dtype_policy(fp32_generator, "mixed_bfloat16"), False)
   bf16 = None
   if "bf16" in FLAGS.paths or "bf16_xla" in FLAGS.paths:
-    bf16 = keras_with_policy(fp32_generator, "bfloat16")
+    bf16 = model_io.with_dtype_policy(fp32_generator, "bfloat16")
   if "bf16" in FLAGS.paths:
     fns["bf16"] = keras_fn(bf16, False)
   if "bf16_xla" in FLAGS.paths:

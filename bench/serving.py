@@ -1,16 +1,23 @@
-"""Serving benchmark: latency and throughput through the local REST server, and
-the serving signature's overhead against the bare generator call.
+"""Serving benchmark: the float32 and bfloat16 exports through the local REST
+server in one run, their outputs compared, and the signature's overhead.
 
     python -m bench.serving            # full: 256 and 512, 1 and 4 clients
     python -m bench.serving --quick    # smoke run: 128, 1 and 2 clients
-    python -m bench.serving --export_dir out/export/lbam/1 --output_json b.json
+    python -m bench.serving --weights out/model --output_json b.json
 
-Without --export_dir, a generator with random weights is exported to a
-temporary folder (speed does not depend on the weights; the bare-model
-comparison always uses random "head" weights). The server is
+The same weights (`--weights`, or random weights scaled like a trained
+model's, `tests/torch_reference.random_state_dict`) are exported once per
+`--precisions` to a temporary folder; speed does not depend on the weights,
+the bfloat16 error does a little. Each export is served by
 `serving.local_server` in a subprocess on a free loopback port, stopped at
 the end whatever happens. Each client sends one image per request, one
 request after another; latency is the client's wall time per request.
+
+The requests carry the bundled example photos (examples/images), resized to
+the size, with a centred square hole. Every photo is then inpainted once by
+each export, and each export's PNGs are compared with the first one's
+(float32) by PSNR over the hole pixels (the known pixels are copied from the
+input by both, so a whole-image PSNR would be inflated).
 
 The overhead part runs in this process: `serving_default` on one encoded PNG
 and mask (decode, checks, pad, generator, crop, composite, PNG encode) against
@@ -21,26 +28,36 @@ the difference is the price of the signature's extra work.
 import concurrent.futures
 import json
 import os
+import sys
 import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.append(os.path.join(_REPO, "tests"))  # the random trained-like weights
+
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench import timing  # noqa: E402
-from lbam_tf import generator as generator_lib  # noqa: E402
+from lbam_tf import convert  # noqa: E402
+from lbam_tf import model_io  # noqa: E402
 from serving import client as client_lib  # noqa: E402
 from serving import export  # noqa: E402
 from serving import local_server  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("export_dir", None,
-                    "An existing export (<model_base_path>/<version>); "
-                    "default: export random weights to a temporary folder.")
+flags.DEFINE_string("weights", None,
+                    "Generator weights (anything serving.export --weights "
+                    "takes); default: random weights scaled like a trained "
+                    "model's.")
+flags.DEFINE_list("precisions", list(model_io.PRECISION_POLICIES),
+                  "Exports to compare, as serving.export --precision; the "
+                  "first is the reference of the PSNR and the speed-ups.")
 flags.DEFINE_list("sizes", ["256", "512"], "Square image sizes.")
 flags.DEFINE_list("clients", ["1", "4"], "Concurrent client counts.")
 flags.DEFINE_integer("requests", 8, "Requests per client per setting.")
@@ -52,12 +69,15 @@ flags.DEFINE_bool("quick", False,
 flags.DEFINE_string("output_json", None, "Also write the figures here.")
 
 
-def _sample(size, seed=0):
-  rng = np.random.default_rng(seed)
-  image = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+def photos(size):
+  """The example photos resized to size x size, and one centred hole."""
+  folder = os.path.join(_REPO, "examples", "images")
+  images = [np.asarray(Image.open(os.path.join(folder, name)).convert("RGB")
+                       .resize((size, size), Image.BICUBIC))
+            for name in sorted(os.listdir(folder)) if name.endswith(".jpg")]
   hole = np.zeros((size, size, 1), np.uint8)
   hole[size // 4:3 * size // 4, size // 4:3 * size // 4] = 255
-  return image, hole
+  return images, hole
 
 
 def _png(array):
@@ -68,11 +88,10 @@ def _percentile(values, q):
   return float(np.percentile(np.asarray(values) * 1000.0, q))
 
 
-def rest_load(port, size, clients, requests):
+def rest_load(rest, size, clients, requests):
   """Latency p50/p99 (ms) and images/s for `clients` concurrent clients."""
-  image, hole = _sample(size)
-  image, hole = _png(image), _png(hole)
-  rest = client_lib.RestClient(f"http://127.0.0.1:{port}", timeout=600)
+  images, hole = photos(size)
+  image, hole = _png(images[0]), _png(hole)
   rest.inpaint([image], [hole])  # the first call at a size pays for tracing
 
   def one_client(_):
@@ -93,12 +112,27 @@ def rest_load(port, size, clients, requests):
           "images_per_s": len(latencies) / wall}
 
 
+def served_photos(rest, size):
+  """uint8 [N, size, size, 3]: every example photo inpainted by the server."""
+  images, hole = photos(size)
+  return np.stack([tf.io.decode_png(rest.inpaint([_png(x)], [_png(hole)])[0])
+                   .numpy() for x in images])
+
+
+def hole_psnr(output, reference, size):
+  """PSNR (dB) over the hole pixels of all images together."""
+  hole = photos(size)[1][..., 0] > 0
+  error = np.mean((output[:, hole].astype(np.float64)
+                   - reference[:, hole]) ** 2)
+  return float(10 * np.log10(255.0**2 / error)) if error else float("inf")
+
+
 def overhead(generator, signature, size, repeats):
   """serving_default vs the bare generator at one size, best of `repeats`."""
-  image, hole = _sample(size)
-  image_bytes = tf.constant([_png(image)])
+  images, hole = photos(size)
+  image_bytes = tf.constant([_png(images[0])])
   mask_bytes = tf.constant([_png(hole)])
-  x = tf.constant(image[None].astype(np.float32) / 255.0)
+  x = tf.constant(images[0][None].astype(np.float32) / 255.0)
   m = tf.constant((hole[None] == 0).astype(np.float32))
 
   @tf.function
@@ -115,6 +149,15 @@ def overhead(generator, signature, size, repeats):
           "overhead_percent": 100 * (signature_s - bare_s) / bare_s}
 
 
+def load_weights():
+  if FLAGS.weights:
+    return model_io.load_generator(FLAGS.weights)
+  import torch_reference  # pylint: disable=g-import-not-at-top
+  return convert.generator_from_torch_state_dict(
+      torch_reference.random_state_dict(torch_reference.Generator("head"),
+                                        seed=0))
+
+
 def main(argv):
   del argv
   sizes = [int(s) for s in FLAGS.sizes]
@@ -122,35 +165,75 @@ def main(argv):
   requests, repeats = FLAGS.requests, FLAGS.repeats
   if FLAGS.quick:
     sizes, clients, requests, repeats = [128], [1, 2], 2, 2
+  precisions = FLAGS.precisions
+  for precision in precisions:
+    if precision not in model_io.PRECISION_POLICIES:
+      raise app.UsageError(f"--precisions {precision} is not one of "
+                           f"{sorted(model_io.PRECISION_POLICIES)}")
+  # Shared cores inflate every figure, and bfloat16 is fast only with
+  # AVX512_BF16 / AMX: both are printed beside the figures.
+  print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; "
+        f"CPU bfloat16 support: {timing.cpu_bfloat16_flags() or 'none'}",
+        flush=True)
 
+  generator = load_weights()
+  results = {"device": "cpu" if not tf.config.list_physical_devices("GPU")
+             else "gpu", "cpu_bfloat16_flags": timing.cpu_bfloat16_flags(),
+             "rest": [], "psnr": [], "overhead": []}
+  served = {}
   with tempfile.TemporaryDirectory() as tmp:
-    # The bare call's cost does not depend on the weights, so a fresh
-    # generator stands in for an exported one.
-    generator = generator_lib.build_generator()
-    export_dir = FLAGS.export_dir
-    if not export_dir:
-      export_dir = os.path.join(tmp, "lbam", "1")
-      export.export(generator, export_dir, warmup_sizes=())
-    results = {"device": "cpu" if not tf.config.list_physical_devices("GPU")
-               else "gpu", "rest": [], "overhead": []}
-    with open(os.path.join(tmp, "server.log"), "w") as log, \
-        local_server.subprocess_server(os.path.dirname(export_dir),
-                                       log) as port:
+    for precision in precisions:
+      export_dir = os.path.join(tmp, precision, "lbam", "1")
+      export.export(generator, export_dir, warmup_sizes=(),
+                    precision=precision)
+      with open(os.path.join(tmp, f"{precision}.log"), "w") as log, \
+          local_server.subprocess_server(os.path.dirname(export_dir),
+                                         log) as port:
+        rest = client_lib.RestClient(f"http://127.0.0.1:{port}", timeout=600)
+        for size in sizes:
+          for count in clients:
+            row = {"precision": precision,
+                   **rest_load(rest, size, count, requests)}
+            results["rest"].append(row)
+            print(f"REST {precision} {size}x{size} clients={count}: p50 "
+                  f"{row['p50_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms, "
+                  f"{row['images_per_s']:.2f} images/s", flush=True)
+          served[precision, size] = served_photos(rest, size)
+
+    for precision in precisions[1:]:
       for size in sizes:
-        for count in clients:
-          row = rest_load(port, size, count, requests)
-          results["rest"].append(row)
-          print(f"REST {size}x{size} clients={count}: p50 "
-                f"{row['p50_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms, "
-                f"{row['images_per_s']:.2f} images/s", flush=True)
-    signature = tf.saved_model.load(export_dir).signatures["serving_default"]
-    for size in sizes:
-      row = overhead(generator, signature, size, repeats)
-      results["overhead"].append(row)
-      print(f"overhead {size}x{size}: signature {row['signature_ms']:.0f} ms, "
-            f"bare model {row['bare_model_ms']:.0f} ms, overhead "
-            f"{row['overhead_ms']:.0f} ms ({row['overhead_percent']:.1f}%)",
-            flush=True)
+        row = {"precision": precision, "reference": precisions[0],
+               "size": size, "images": len(served[precision, size]),
+               "hole_psnr_db": hole_psnr(served[precision, size],
+                                         served[precisions[0], size], size)}
+        results["psnr"].append(row)
+        print(f"{precision} vs {precisions[0]} {size}x{size}: PSNR "
+              f"{row['hole_psnr_db']:.1f} dB over the holes of "
+              f"{row['images']} photos", flush=True)
+    print("images/s against " + precisions[0] + " (same run):")
+    by_key = {(r["precision"], r["size"], r["clients"]): r["images_per_s"]
+              for r in results["rest"]}
+    for precision, size, count in by_key:
+      if precision == precisions[0]:
+        continue
+      base = by_key[precisions[0], size, count]
+      print(f"  {precision} {size}x{size} clients={count}: "
+            f"{by_key[precision, size, count] / base:.2f}x")
+
+    for precision in precisions:
+      model = model_io.with_dtype_policy(
+          generator, model_io.PRECISION_POLICIES[precision])
+      signature = tf.saved_model.load(os.path.join(
+          tmp, precision, "lbam", "1")).signatures["serving_default"]
+      for size in sizes:
+        row = {"precision": precision,
+               **overhead(model, signature, size, repeats)}
+        results["overhead"].append(row)
+        print(f"overhead {precision} {size}x{size}: signature "
+              f"{row['signature_ms']:.0f} ms, bare model "
+              f"{row['bare_model_ms']:.0f} ms, overhead "
+              f"{row['overhead_ms']:.0f} ms ({row['overhead_percent']:.1f}%)",
+              flush=True)
   if FLAGS.output_json:
     with open(FLAGS.output_json, "w") as f:
       json.dump(results, f, indent=2)

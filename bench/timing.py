@@ -36,3 +36,19 @@ def matmul_gflops(dtype, n, repeats):
   matmul = tf.function(lambda: tf.matmul(a, b))
   seconds, _ = timed_seconds(lambda: matmul().numpy(), repeats)
   return 2 * n**3 / seconds / 1e9
+
+
+def cpu_bfloat16_flags():
+  """The CPU's bfloat16 features (Linux /proc/cpuinfo), e.g. "avx512_bf16".
+
+  oneDNN runs bfloat16 convolutions and matmuls natively only with these;
+  without them TF emulates bfloat16 and it is slower than float32.
+  """
+  try:
+    with open("/proc/cpuinfo") as f:
+      flags = next((line.split(":", 1)[1].split() for line in f
+                    if line.startswith("flags")), [])
+  except OSError:
+    return ""
+  return " ".join(sorted({f for f in flags if f in ("avx512_bf16",
+                                                     "amx_bf16")}))

@@ -1,15 +1,16 @@
-r"""The paper's Table 1 for any model, with Telea and Navier-Stokes beside it.
+r"""The paper's Table 1 for any model, with PatchMatch, Telea and Navier-Stokes
+beside it.
 
 Pairs test images with masks deterministically (the seed shuffles both, the
 i-th image gets a mask of bin i mod 6, so every hole-ratio bin gets the same
-share), inpaints every pair with the model(s) and both classical baselines in
+share), inpaints every pair with the model(s) and the classical baselines in
 the same run, and reports per-bin PSNR, SSIM and mean L1 (%) of the composited
 8-bit output at the crop size (definitions in `lbam_tf.metrics` and README.md).
 
 Writes to --output_dir: results.md (the table, the model, the data and the
 flags), results.json (the table plus per-pair metrics), results.csv (one row
-per method and bin), grid_bin<k>.png (input, mask, ours, Telea, ground truth
-for a few pairs of each bin) and psnr_per_bin.png. FID only when an
+per method and bin), grid_bin<k>.png (input, mask, ours, Telea, PatchMatch,
+ground truth for a few pairs of each bin) and psnr_per_bin.png. FID only when an
 InceptionV3 weights file is given; LPIPS is not built. Neither is faked.
 
 Example:
@@ -107,7 +108,7 @@ _INCEPTION_WEIGHTS = flags.DEFINE_string(
     "downloaded here).")
 
 #: Methods appended after the model(s) in every table.
-BASELINES = ("telea", "ns")
+BASELINES = baselines.METHODS
 
 #: Row label of the table's line over all bins together.
 ALL_BINS = "all"
@@ -698,7 +699,8 @@ def write_results(output_dir, table, pairs, scores, examples, models, data,
   with open(os.path.join(output_dir, "results.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
 
-  columns = ["input", "mask"] + [m.label for m in models] + ["telea", "truth"]
+  columns = (["input", "mask"] + [m.label for m in models]
+             + ["telea", "patchmatch", "truth"])
   for index, rows in sorted(examples.items()):
     write_grid(os.path.join(output_dir, f"grid_bin{index}.png"), rows, columns)
   write_psnr_plot(os.path.join(output_dir, "psnr_per_bin.png"), table)

@@ -3,7 +3,8 @@
 #   Beam preprocessing -> short cpu_small training -> SavedModel export -> local TF Serving stand-in on
 #   loopback -> samples inpainted through the REST client -> side-by-side PNGs -> server stopped.
 # Usage: bash scripts/main.sh [output dir, default ./out]
-# Environment: LBAM_TRAIN_STEPS (default 300), LBAM_PORT (default 8501), LBAM_NUM_MASKS (default 600).
+# Environment: LBAM_TRAIN_STEPS (default 300), LBAM_PORT (default 8501), LBAM_NUM_MASKS (default 600),
+#   LBAM_KEEP_SERVING=1 (keep the server and its inpainting page up at the end until Ctrl-C).
 # About 10 minutes on 2 CPU cores, most of it training the cpu_fast recipe: the fills follow the surrounding
 # colours and edges, blurry as a few hundred L1 steps make them, not the paper's quality.
 set -euo pipefail
@@ -12,6 +13,7 @@ out="$(realpath -m "${1:-$root/out}")"
 steps="${LBAM_TRAIN_STEPS:-300}"
 port="${LBAM_PORT:-8501}"
 num_masks="${LBAM_NUM_MASKS:-600}"
+keep_serving="${LBAM_KEEP_SERVING:-0}"
 
 bash "$root/scripts/ensure_venv.sh"
 cd "$root"
@@ -49,6 +51,7 @@ trap stop_server EXIT
 "$py" -c 'import sys; from serving import local_server as s; pid = int(sys.argv[2])
 print(s.wait_until_answers(int(sys.argv[1]), lambda: s.process_alive(pid)), file=sys.stderr)' \
   "$port" "$server" || { tail -20 "$out/server.log" >&2; exit 1; }
+step "inpainting page: http://127.0.0.1:$port/ (open it while the server runs; LBAM_KEEP_SERVING=1 keeps it up)"
 
 step "5/6 inpainting the samples through the REST client"
 "$py" -m serving.demo --mode masks --image_dir examples/images --mask_dir "$out/demo/masks"
@@ -59,6 +62,11 @@ step "6/6 side-by-side PNGs (input | mask | output)"
 "$py" -m serving.demo --mode side_by_side --image_dir examples/images --mask_dir "$out/demo/masks" \
   --output_dir "$out/demo/inpainted" --side_by_side "$out/demo/side_by_side.png"
 
+if [ "$keep_serving" = 1 ]; then
+  step "done: $out/demo/side_by_side.png; the inpainting page stays at http://127.0.0.1:$port/ until Ctrl-C"
+  wait "$server" || true
+  exit 0
+fi
 stop_server
 trap - EXIT
 step "done: $out/demo/side_by_side.png (rows: input | mask | output), per image in $out/demo/side_by_side/"

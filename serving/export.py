@@ -13,6 +13,12 @@ masks in, PNGs out, any size, known pixels bit-exact) and `inpaint_tensor`
 (float tensors, composited); see `lbam_tf/inpaint.py` for the exact inputs,
 rules and errors.
 
+`--precision bfloat16` rebuilds the generator with bfloat16 weights and
+compute (`model_io.with_dtype_policy`); the signatures' inputs and outputs stay
+as they are. It is the fast path on CPUs with AVX512_BF16 or AMX, where
+oneDNN has bfloat16 kernels; elsewhere TF emulates them and it is slower than
+float32 (`bench/serving.py` compares both).
+
 The export also holds warm-up requests in
 `assets.extra/tf_serving_warmup_requests`, which TF Serving replays before it
 reports the model AVAILABLE, so the first user request does not pay for graph
@@ -200,7 +206,7 @@ def _replace(source, target):
 def export(generator, export_dir, max_pixels=DEFAULT_MAX_PIXELS,
            warmup_sizes=(256,), overwrite=False,
            max_images=DEFAULT_MAX_IMAGES,
-           max_request_pixels=DEFAULT_MAX_REQUEST_PIXELS):
+           max_request_pixels=DEFAULT_MAX_REQUEST_PIXELS, precision="float32"):
   """Saves `generator` with both signatures and warm-up requests.
 
   The export is written to a hidden sibling folder (TF Serving ignores
@@ -215,11 +221,19 @@ def export(generator, export_dir, max_pixels=DEFAULT_MAX_PIXELS,
     overwrite: replace an earlier export at `export_dir`.
     max_images: the most images per request.
     max_request_pixels: the most pixels per request, all images together.
+    precision: a key of `model_io.PRECISION_POLICIES`: the dtype the
+      generator's weights and arithmetic use inside the SavedModel.
 
   Returns:
     `export_dir`.
   """
   check_export_dir(export_dir, overwrite)
+  if precision not in model_io.PRECISION_POLICIES:
+    raise ValueError(f"precision {precision!r} is not one of "
+                     f"{sorted(model_io.PRECISION_POLICIES)}")
+  if precision != "float32":
+    generator = model_io.with_dtype_policy(
+        generator, model_io.PRECISION_POLICIES[precision])
   target = os.path.abspath(export_dir)
   os.makedirs(os.path.dirname(target), exist_ok=True)
   staging = _sibling(target, "tmp")
@@ -282,6 +296,11 @@ def define_flags():
                     "holding anything else is refused). The new version is "
                     "written beside it and renamed into place; a failed "
                     "export keeps the old one.")
+  flags.DEFINE_enum("precision", "float32",
+                    list(model_io.PRECISION_POLICIES),
+                    "Weights and arithmetic of the exported generator. "
+                    "bfloat16 is faster on CPUs with AVX512_BF16 or AMX "
+                    "(slower elsewhere); inputs and outputs are unchanged.")
   flags.mark_flags_as_required(["weights", "export_dir"])
 
 
@@ -295,9 +314,10 @@ def main(argv):
                                       ablation=FLAGS.ablation)
   export(generator, FLAGS.export_dir, FLAGS.max_pixels,
          [int(size) for size in FLAGS.warmup_sizes], FLAGS.overwrite,
-         FLAGS.max_images, FLAGS.max_request_pixels)
-  print(f"exported {FLAGS.weights} to {FLAGS.export_dir} "
-        f"(signatures {SERVING_SIGNATURE}, {TENSOR_SIGNATURE})")
+         FLAGS.max_images, FLAGS.max_request_pixels, FLAGS.precision)
+  print(f"exported {FLAGS.weights} to {FLAGS.export_dir} in "
+        f"{FLAGS.precision} (signatures {SERVING_SIGNATURE}, "
+        f"{TENSOR_SIGNATURE})")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ URLs, JSON bodies and status codes as TF Serving's REST API, so that clients
   `{"outputs": ...}`; optional `"signature_name"`. Binary values travel as
   `{"b64": ...}`, and outputs whose names end in `_bytes` come back that way.
   Inputs left out take the SignatureDef's default (`mask_polarity`).
+- `GET /`: the inpainting page (`serving.web`), which talks to this API.
 - Errors: `{"error": "<message>"}` with TF Serving's mapping of status codes
   (INVALID_ARGUMENT -> 400, NOT_FOUND -> 404, ...).
 
@@ -57,6 +58,7 @@ from tensorflow.core.framework import types_pb2  # noqa: E402
 from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
 
 from lbam_tf import inpaint  # noqa: E402
+from serving import web  # noqa: E402
 
 DEFAULT_SIGNATURE = "serving_default"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -435,12 +437,15 @@ class Server:
                   and headers.get("connection", "").lower() != "close")
     return method, path, body, keep_alive
 
-  async def _reply(self, writer, status, body, keep_alive):
-    data = json.dumps(body).encode("utf-8")
+  async def _reply(self, writer, status, body, keep_alive,
+                   content_type="application/json"):
+    """Writes a JSON-able `body`, or bytes of `content_type`."""
+    data = (body if isinstance(body, bytes)
+            else json.dumps(body).encode("utf-8"))
     phrase = http.client.responses.get(status, "")  # none for 499
     writer.write(
         f"HTTP/1.1 {status} {phrase}\r\nServer: lbam-local-serving\r\n"
-        "Content-Type: application/json\r\n"
+        f"Content-Type: {content_type}\r\n"
         f"Content-Length: {len(data)}\r\n"
         f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
         .encode("latin-1") + data)
@@ -485,6 +490,11 @@ class Server:
                             False)
           return
         method, path, body, keep_alive = request
+        page = web.static_file(path) if method == "GET" else None
+        if page:
+          content_type, data = page
+          await self._reply(writer, 200, data, keep_alive, content_type)
+          continue
         status, answer = await loop.run_in_executor(
             self.pool, self.route, method, path, body)
         if self.verbose:
@@ -659,6 +669,7 @@ def main(argv):
     print(f"serving {servable.name} version {servable.version} from "
           f"{servable.path} on http://{host}:{port}/v1/models/{servable.name} "
           "(development stand-in for TF Serving's REST API)", flush=True)
+    print(f"inpainting page: http://{host}:{port}/", flush=True)
 
   asyncio.run(server.serve(FLAGS.host, FLAGS.port, ready))
   print("server stopped", file=sys.stderr, flush=True)

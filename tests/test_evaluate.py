@@ -187,7 +187,7 @@ def test_pairing_is_deterministic_bin_balanced_and_drops_out_of_bin_masks():
 def test_identity_model_scores_match_numpy_and_outputs_are_readable(
     folders, identity_model, tmp_path):
   results = _run([identity_model], tmp_path, folders)
-  methods = ["ours", "telea", "ns"]
+  methods = ["ours", "telea", "ns", "patchmatch"]
   assert results["methods"] == methods
   assert results["data"]["masks_outside_bins"] == 2
 
@@ -203,7 +203,7 @@ def test_identity_model_scores_match_numpy_and_outputs_are_readable(
     assert pair["metrics"]["ours"]["psnr"] == pytest.approx(psnr, abs=1e-3)
     assert pair["metrics"]["ours"]["l1_percent"] == pytest.approx(l1, abs=1e-3)
     # Baselines fill the holes with something closer than black.
-    for method in ("telea", "ns"):
+    for method in ("telea", "ns", "patchmatch"):
       assert pair["metrics"][method]["l1_percent"] < l1
 
   # Bin means are the means of the per-pair values, 2 pairs per bin (12 / 6).
@@ -218,7 +218,7 @@ def test_identity_model_scores_match_numpy_and_outputs_are_readable(
 
   with open(tmp_path / "results.csv") as f:
     rows = list(csv.DictReader(f))
-  assert len(rows) == 3 * 7
+  assert len(rows) == 4 * 7
   row = next(
       r for r in rows if r["method"] == "telea" and r["bin"] == "(0.2,0.3]")
   assert float(row["ssim"]) == pytest.approx(
@@ -227,14 +227,16 @@ def test_identity_model_scores_match_numpy_and_outputs_are_readable(
   markdown = (tmp_path / "results.md").read_text()
   assert "| PSNR (dB) | (0.1,0.2] | 2 |" in markdown
   assert "Telea" in markdown and "Navier-Stokes" in markdown
+  assert "PatchMatch" in markdown
   assert identity_model in markdown
   assert "FID: not computed" in markdown and "LPIPS: not computed" in markdown
   assert results["fid"] is None
 
   for b in range(6):
     grid = cv2.imread(str(tmp_path / f"grid_bin{b}.png"))
-    # A label strip, then 2 example rows; input, mask, ours, Telea, truth.
-    assert grid.shape == (24 + 2 * CROP, 5 * CROP, 3)
+    # A label strip, then 2 example rows; input, mask, ours, Telea,
+    # PatchMatch, truth.
+    assert grid.shape == (24 + 2 * CROP, 6 * CROP, 3)
   plot = cv2.imread(str(tmp_path / "psnr_per_bin.png"))
   assert plot is not None and plot.shape[0] > 100
   # Three coloured lines were drawn: not only black, white and grey.
@@ -293,7 +295,8 @@ def test_ablation_puts_two_model_dirs_side_by_side(folders, model_dirs,
                                                    tmp_path):
   paths = [path for path, _ in model_dirs]
   results = _run(paths, tmp_path, folders, num_images=6)
-  assert results["methods"] == ["none", "sigmoid", "telea", "ns"]
+  assert results["methods"] == ["none", "sigmoid", "telea", "ns",
+                                "patchmatch"]
   assert [m["ablation"] for m in results["models"]] == ["none", "sigmoid"]
   # The second model_dir holds a TF checkpoint, as training writes it.
   _check_against_direct_calls(results, "sigmoid", model_dirs[1][1], folders)
@@ -301,7 +304,8 @@ def test_ablation_puts_two_model_dirs_side_by_side(folders, model_dirs,
   assert "the layout of the paper's Table 2" in markdown
   assert "| sigmoid |" in markdown
   grid = cv2.imread(str(tmp_path / "grid_bin0.png"))
-  assert grid.shape[1] == 6 * CROP  # input, mask, two models, Telea, truth
+  # input, mask, two models, Telea, PatchMatch, truth
+  assert grid.shape[1] == 7 * CROP
 
 
 def test_fid_from_a_given_inception_weights_file(folders, identity_model,
@@ -334,7 +338,7 @@ def test_fid_from_a_given_inception_weights_file(folders, identity_model,
   # The Fréchet distance is tested in test_metrics; this pins the features.
   expected = metrics.frechet_distance(features(filled), features(truth))
   assert results["fid"]["ours"] == pytest.approx(expected, rel=1e-3, abs=1e-3)
-  assert set(results["fid"]) == {"ours", "telea", "ns"}
+  assert set(results["fid"]) == {"ours", "telea", "ns", "patchmatch"}
   assert "| FID |" in (tmp_path / "out" / "results.md").read_text()
 
 

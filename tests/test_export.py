@@ -286,3 +286,44 @@ def test_export_dir_is_checked(tmp_path, name, message):
   (tmp_path / "lbam" / "1" / "saved_model.pb").write_bytes(b"")
   with pytest.raises(ValueError, match=message):
     export.check_export_dir(str(tmp_path / name))
+
+
+def _heavy_op_dtypes(export_dir):
+  """{dtype name: count} of the convolutions and matmuls in a SavedModel."""
+  saved_model = saved_model_pb2.SavedModel()
+  with open(os.path.join(export_dir, "saved_model.pb"), "rb") as f:
+    saved_model.ParseFromString(f.read())
+  heavy = {"Conv2D", "Conv2DBackpropInput", "MatMul", "BatchMatMulV2"}
+  counts = {}
+  for function in saved_model.meta_graphs[0].graph_def.library.function:
+    for node in function.node_def:
+      if node.op in heavy:
+        name = tf.dtypes.as_dtype(node.attr["T"].type).name
+        counts[name] = counts.get(name, 0) + 1
+  return counts
+
+
+def test_bfloat16_export_computes_in_bfloat16_with_same_signatures(
+    head_weights, export_dir, loaded, tmp_path):
+  target = tmp_path / "lbam" / "1"
+  subprocess.run(
+      [sys.executable, "-m", "serving.export", f"--weights={head_weights}",
+       f"--export_dir={target}", f"--max_pixels={MAX_PIXELS}",
+       "--precision=bfloat16", "--warmup_sizes="],
+      cwd=ROOT, check=True, timeout=300, capture_output=True)
+  assert set(_heavy_op_dtypes(export_dir)) == {"float32"}
+  assert set(_heavy_op_dtypes(str(target))) == {"bfloat16"}
+
+  bf16 = tf.saved_model.load(str(target))
+  for name, signature in loaded.signatures.items():
+    other = bf16.signatures[name]
+    assert other.structured_input_signature == \
+        signature.structured_input_signature
+    assert other.structured_outputs == signature.structured_outputs
+
+  image, hole = _sample(100, 150, seed=2)
+  (want,) = _serve(loaded, [image], [hole[..., None] * 255])
+  (got,) = _serve(bf16, [image], [hole[..., None] * 255])
+  np.testing.assert_array_equal(got[~hole], image[~hole])
+  error = np.mean((got[hole].astype(float) - want[hole]) ** 2)
+  assert 10 * np.log10(255.0**2 / max(error, 1e-10)) > 30.0
