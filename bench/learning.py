@@ -53,6 +53,11 @@ flags.DEFINE_enum("eval_mask_polarity", "white", ["white", "black"],
 flags.DEFINE_float("minutes", 60, "Training budget in wall-clock minutes.")
 flags.DEFINE_string("output_dir", "out/learning", "Where everything goes.")
 flags.DEFINE_string("preset", "cpu_fast", "lbam_tf.train --preset.")
+flags.DEFINE_string("vgg_weights", "none",
+                    "lbam_tf.train --vgg_weights: 'none' by default because "
+                    "the ImageNet weights cannot be downloaded here (with "
+                    "cpu_fast's warm-up the VGG terms are off anyway); give a "
+                    "local VGG16 .h5 file where you have one.")
 flags.DEFINE_list("train_flags", [],
                   "Extra lbam_tf.train flags, comma-separated (e.g. "
                   "--generator_lr=3e-4).")
@@ -285,7 +290,8 @@ def main(argv):
     _run([python, "-m", "lbam_tf.train", f"--preset={FLAGS.preset}",
           f"--data_dir={data_dir}", f"--model_dir={model_dir}",
           "--train_steps=100000000", f"--max_minutes={chunk}",
-          f"--seed={FLAGS.seed}", *FLAGS.train_flags], log)
+          f"--seed={FLAGS.seed}", f"--vgg_weights={FLAGS.vgg_weights}",
+          *FLAGS.train_flags], log)
     trained += (time.monotonic() - began) / 60
     print(f"[learning] 3/3 evaluating after {trained:.1f} min")
     eval_dir = os.path.join(out, "evaluations", f"point_{k}")
@@ -293,6 +299,7 @@ def main(argv):
           f"--image_dir={image_dir}", f"--mask_dir={mask_dir}",
           f"--mask_polarity={polarity}", f"--output_dir={eval_dir}",
           "--num_images=0", f"--crop_size={EVAL_SIZE}",
+          "--baselines=telea,ns",
           f"--seed={FLAGS.seed}"], log)
     with open(os.path.join(eval_dir, "results.json")) as f:
       results = json.load(f)

@@ -97,6 +97,11 @@ _BATCH_SIZE = flags.DEFINE_integer(
     "batch_size", 8, "Pairs per generator call; lower it if memory runs out.")
 _NUM_EXAMPLES = flags.DEFINE_integer("num_examples", 4,
                                      "Rows per bin in the grid PNGs.")
+_BASELINES = flags.DEFINE_list(
+    "baselines", list(baselines.METHODS),
+    "Classical methods scored beside the model(s), from "
+    f"{list(baselines.METHODS)}. PatchMatch takes seconds per 256x256 image "
+    "on a CPU; leave it out for quick runs.")
 _RADIUS = flags.DEFINE_integer(
     "baseline_radius", 5,
     "Neighbourhood radius in pixels for Telea and Navier-Stokes.")
@@ -106,9 +111,6 @@ _INCEPTION_WEIGHTS = flags.DEFINE_string(
     "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5) to also "
     "report FID over all pairs. Without it FID is skipped (it cannot be "
     "downloaded here).")
-
-#: Methods appended after the model(s) in every table.
-BASELINES = baselines.METHODS
 
 #: Row label of the table's line over all bins together.
 ALL_BINS = "all"
@@ -384,7 +386,8 @@ def evaluate_pairs(pairs,
                    batch_size,
                    radius,
                    num_examples,
-                   features_fn=None):
+                   features_fn=None,
+                   baseline_methods=baselines.METHODS):
   """Inpaints every pair with every model and baseline and scores the results.
 
   Returns:
@@ -397,7 +400,7 @@ def evaluate_pairs(pairs,
     images -> [B, D]) of the composited outputs and the ground truth, or
     None without a `features_fn`.
   """
-  methods = [model.label for model in models] + list(BASELINES)
+  methods = [model.label for model in models] + list(baseline_methods)
   scores = {
       method: {
           "psnr": [],
@@ -421,7 +424,7 @@ def evaluate_pairs(pairs,
         filled = model.inpaint(tf.constant(masked), tf.constant(known))
         outputs[model.label] = _to_uint8(filled)
         seconds[model.label] += time.perf_counter() - begin
-      for method in BASELINES:
+      for method in baseline_methods:
         begin = time.perf_counter()
         outputs[method] = baselines.inpaint_batch(truth,
                                                   known,
@@ -700,7 +703,7 @@ def write_results(output_dir, table, pairs, scores, examples, models, data,
     f.write("\n".join(lines) + "\n")
 
   columns = (["input", "mask"] + [m.label for m in models]
-             + ["telea", "patchmatch", "truth"])
+             + [m for m in ("telea", "patchmatch") if m in table] + ["truth"])
   for index, rows in sorted(examples.items()):
     write_grid(os.path.join(output_dir, f"grid_bin{index}.png"), rows, columns)
   write_psnr_plot(os.path.join(output_dir, "psnr_per_bin.png"), table)
@@ -721,7 +724,8 @@ def run(model_paths,
         num_examples=4,
         radius=5,
         inception_weights=None,
-        labels=None):
+        labels=None,
+        baseline_methods=baselines.METHODS):
   """Evaluates `model_paths` (one, or several: an ablation), writes the outputs.
 
   Args:
@@ -731,6 +735,7 @@ def run(model_paths,
     image_dir / mask_dir / mask_polarity: folders of images and masks.
     num_images, seed, crop_size, batch_size, num_examples, radius,
       inception_weights: as the flags.
+    baseline_methods: the classical methods scored beside (--baselines).
     labels: column names for the models; default "ours" for one model, the
       directory names for several.
 
@@ -768,6 +773,7 @@ def run(model_paths,
                      batch_size=batch_size,
                      num_examples=num_examples,
                      baseline_radius=radius,
+                     baselines=list(baseline_methods),
                      inception_weights=inception_weights)
   flag_values = {
       name: value for name, value in flag_values.items() if value is not None
@@ -797,10 +803,11 @@ def run(model_paths,
   models = [load_model(path, label) for path, label in zip(model_paths, labels)]
   features_fn = inception_features(
       inception_weights) if inception_weights else None
-  scores, examples, seconds, features = evaluate_pairs(pairs, models,
-                                                       batch_size, radius,
-                                                       num_examples,
-                                                       features_fn)
+  for method in baseline_methods:
+    baselines.check_method(method)
+  scores, examples, seconds, features = evaluate_pairs(
+      pairs, models, batch_size, radius, num_examples, features_fn,
+      baseline_methods)
   table = summarize(pairs, scores)
   fid = None
   if features is not None:
@@ -860,6 +867,7 @@ def main(argv):
       batch_size=_BATCH_SIZE.value,
       num_examples=_NUM_EXAMPLES.value,
       radius=_RADIUS.value,
+      baseline_methods=_BASELINES.value,
       inception_weights=_INCEPTION_WEIGHTS.value)
   with open(os.path.join(_OUTPUT_DIR.value, "results.md")) as f:
     sys.stdout.write(f.read())

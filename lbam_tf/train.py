@@ -61,7 +61,7 @@ PRESETS = {
                  "checkpoint_every": 250, "image_every": 250,
                  "val_every": 100, "val_steps": 4, "strategy": "one_device",
                  "initialization": "neutral_attention",
-                 "warmup_steps": 100000, "generator_lr": 1e-3},
+                 "warmup_steps": 5000, "generator_lr": 1e-3},
 }
 
 FLAGS = flags.FLAGS
@@ -616,6 +616,9 @@ def main(argv):
     latest = tf.train.latest_checkpoint(FLAGS.model_dir)
     if latest:
       checkpoint.restore(latest).assert_existing_objects_matched()
+      # The checkpoint holds the optimizers' rates; the flags of this run win.
+      model.generator_optimizer.learning_rate.assign(FLAGS.generator_lr)
+      model.critic_optimizer.learning_rate.assign(FLAGS.critic_lr)
   start = int(model.step.numpy())
   logging.info("%s at step %d of %d (%d replicas, %s compute)",
                f"resumed from {latest}" if latest else "new run", start,

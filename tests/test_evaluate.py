@@ -265,6 +265,18 @@ def test_black_polarity_reads_the_same_masks(folders, identity_model, tmp_path):
   assert white["table"] == black["table"]
 
 
+def test_chosen_baselines_only(folders, identity_model, tmp_path):
+  all_methods = _run([identity_model], tmp_path / "all", folders, num_images=6)
+  telea = _run([identity_model], tmp_path / "telea", folders, num_images=6,
+               baseline_methods=("telea",))
+  assert sorted(telea["table"]) == ["ours", "telea"]
+  assert telea["table"]["telea"] == all_methods["table"]["telea"]
+  assert telea["flags"]["baselines"] == ["telea"]
+  with pytest.raises(ValueError, match="'sift' is not one of"):
+    _run([identity_model], tmp_path / "bad", folders, num_images=6,
+         baseline_methods=("sift",))
+
+
 def _check_against_direct_calls(results, column, generator, folders):
   """Each pair's `column` score equals the generator called here, composited."""
   for pair in results["pairs"]:

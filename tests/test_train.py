@@ -257,13 +257,17 @@ def test_mixed_precision_replicas_epochs_and_refusals(data_dir, tmp_path):
   assert _latest_step(model_dir) == 1
 
   # 4. Resumed without --mixed_precision, --epochs 1.25 of the manifest's 4
-  # train images at batch 2: ceil(2.5) = 3 steps in all.
-  status, output = _finished(command(model_dir, "--epochs", "1.25"),
-                             tmp_path / "f32.log")
+  # train images at batch 2: ceil(2.5) = 3 steps in all; a new generator
+  # rate wins over the one the checkpoint holds.
+  status, output = _finished(
+      command(model_dir, "--epochs", "1.25", "--generator_lr", "3e-4"),
+      tmp_path / "f32.log")
   assert status == 0, output[-3000:]
   assert "at step 1 of 3 (1 replicas, float32 compute)" in output
   assert _latest_step(model_dir) == 3
   assert int(_read(model_dir, "generator_optimizer/_iterations")) == 3
+  assert np.isclose(_read(model_dir, "generator_optimizer/_learning_rate"),
+                    3e-4)
 
   # 5. A loss that overflows float32 (a hole weight of 1e39) stops the run
   # with status 1 at that step, naming it, and saves nothing from it.
