@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import fuzz
 from lbam_tf import bounded_read, decode
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -115,22 +116,6 @@ def _other_format_files():
   return files
 
 
-def _mutations(data, rng, count):
-  """`count` seeded mutations of `data`: changed bytes, cuts, splices."""
-  for _ in range(count):
-    mutated = bytearray(data)
-    kind = rng.integers(3)
-    if kind == 0:
-      for at in rng.integers(0, len(mutated), rng.integers(1, 8)):
-        mutated[at] = int(rng.integers(256))
-    elif kind == 1:
-      mutated = mutated[:rng.integers(1, len(mutated))]
-    else:
-      at = int(rng.integers(len(mutated)))
-      mutated[at:at] = mutated[rng.integers(len(mutated)):][:64]
-    yield bytes(mutated)
-
-
 def test_every_valid_file_decodes():
   for name, data in _valid_files().items():
     image = decode.decode_image(data, MAX_PIXELS)
@@ -143,11 +128,11 @@ def test_fuzz_mutated_images(tmp_path):
   folder.mkdir()
   valid = _valid_files()
   for name, data in valid.items():
-    for index, mutated in enumerate(_mutations(data, rng, 30)):
+    for index, mutated in enumerate(fuzz.mutations(data, rng, 30)):
       (folder / f"{index:02d}-{name}").write_bytes(mutated)
   others = _other_format_files()
   for name, data in others.items():
-    for index, mutated in enumerate(_mutations(data, rng, 10)):
+    for index, mutated in enumerate(fuzz.mutations(data, rng, 10)):
       (folder / f"other-{index:02d}-{name}").write_bytes(mutated)
   start = time.monotonic()
   results = decode_limited(folder)

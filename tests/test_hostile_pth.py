@@ -20,6 +20,8 @@ import numpy as np
 import pytest
 import torch
 
+import fuzz
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECONDS = 60
 HEADROOM_BYTES = 512 << 20
@@ -296,22 +298,6 @@ def test_a_fifo_is_refused_not_waited_for(tmp_path):
   assert "FIFO" in result["message"]
 
 
-def _mutations(data, rng, count):
-  """`count` seeded mutations of `data`: flipped bytes, cuts, splices."""
-  for _ in range(count):
-    mutated = bytearray(data)
-    kind = rng.integers(3)
-    if kind == 0:
-      for at in rng.integers(0, len(mutated), rng.integers(1, 8)):
-        mutated[at] = int(rng.integers(256))
-    elif kind == 1:
-      mutated = mutated[:rng.integers(1, len(mutated))]
-    else:
-      at = int(rng.integers(len(mutated)))
-      mutated[at:at] = mutated[rng.integers(len(mutated)):][:64]
-    yield bytes(mutated)
-
-
 def test_fuzz_mutated_checkpoints(tmp_path):
   rng = np.random.default_rng(11)
   state = collections.OrderedDict(
@@ -323,7 +309,7 @@ def test_fuzz_mutated_checkpoints(tmp_path):
                        ("legacy", {"_use_new_zipfile_serialization": False})):
     clean = tmp_path / f"{fmt}.pth"
     torch.save(state, clean, **options)
-    for index, data in enumerate(_mutations(clean.read_bytes(), rng, 150)):
+    for index, data in enumerate(fuzz.mutations(clean.read_bytes(), rng, 150)):
       (folder / f"{fmt}-{index:03d}.pth").write_bytes(data)
   results = read_limited(folder)
   assert len(results) == 300
