@@ -133,9 +133,10 @@ def test_mirrored_two_replicas_match_one_device(tmp_path):
       one = results[f"one/{part}/{key}"]
       mirrored = results[f"mirrored/{part}/{key}"]
       # Adam's first step moves a weight by ~lr; where a gradient is near
-      # Adam's epsilon, float noise changes the move by a fraction of lr.
+      # Adam's epsilon, float noise changes the move by a fraction of lr
+      # (up to 0.14 lr on 2 of the critic's 4M conv6 weights, AVX2 CPU).
       np.testing.assert_allclose(mirrored, one, rtol=0,
-                                 atol=0.1 * learning_rate,
+                                 atol=0.2 * learning_rate,
                                  err_msg=f"{part} weight {key}")
       if np.any(one != results[f"initial/{part}/{key}"]):
         moved.add(key)

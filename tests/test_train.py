@@ -231,8 +231,11 @@ def test_mixed_precision_replicas_epochs_and_refusals(data_dir, tmp_path):
   assert "new run at step 0 of 1 (1 replicas, bfloat16 compute)" in output
   dtypes = tf.train.load_checkpoint(model_dir).get_variable_to_dtype_map()
   floats = {k: v for k, v in dtypes.items() if v.is_floating}
-  for owner in ("generator/", "critic/", "generator_optimizer/",
-                "critic_optimizer/"):
+  # The networks' variables are saved through their optimizers' variable
+  # lists (`<optimizer>/_trainable_variables/<i>`), beside Adam's slots.
+  for owner in ("generator_optimizer/_trainable_variables/",
+                "critic_optimizer/_trainable_variables/",
+                "generator_optimizer/", "critic_optimizer/"):
     assert any(k.startswith(owner) for k in floats), (owner, sorted(dtypes))
   assert set(floats.values()) == {tf.float32}
 
