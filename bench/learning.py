@@ -19,7 +19,7 @@ user waiting for `--max_minutes` would see. Evaluation time is not counted.
   bash scripts/get_eval_photos.sh out/eval_photos
   python -m bench.learning --train_pattern 'out/photos/*.jpg' \
       --eval_image_dir out/eval_photos --minutes 60
-  python -m bench.learning ... --minutes 5     # smoke run
+  python -m bench.learning ... --minutes 5     # smoke run (start-up dominates)
 """
 
 import glob
