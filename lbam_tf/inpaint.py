@@ -250,16 +250,18 @@ def _header_size(data, name, index, max_pixels):
       tf.strings.join([where, " is not an image TF can decode (JPEG, PNG, "
                        "GIF, BMP, WebP, JPEG XL): give the bytes of an image "
                        "file (over REST: base64 in a b64 object)"]))
+  # Everything below waits for `known`: graph ops run in any order their
+  # inputs allow, and the format name below is gathered by `kind`.
   with tf.control_dependencies([known]):
     size = tf.switch_case(tf.identity(kind), [
         lambda reader=reader: reader(data) for reader in _HEADER_SIZES])
-  height, width = size[0], size[1]
-  readable = _check(
-      tf.logical_and(height > 0, width > 0),
-      tf.strings.join([
-          where, " is a ", tf.gather(tf.constant(_FORMATS), kind),
-          " whose header declares ", _size_text(height, width), " pixels: "
-          "the file is truncated or damaged"]))
+    height, width = size[0], size[1]
+    readable = _check(
+        tf.logical_and(height > 0, width > 0),
+        tf.strings.join([
+            where, " is a ", tf.gather(tf.constant(_FORMATS), kind),
+            " whose header declares ", _size_text(height, width), " pixels: "
+            "the file is truncated or damaged"]))
   with tf.control_dependencies([readable]):
     small_enough = _check_pixels(height, width, max_pixels, where)
   with tf.control_dependencies([small_enough]):
