@@ -516,7 +516,12 @@ def make_monitor(gan, manager, model_dir, val_data, chief, deadline,
 def fit_on_cluster(model, dataset, strategy, monitor):
   """`model.fit`'s loop for MultiWorkerMirroredStrategy, whose logs Keras 3's
   fit cannot reduce (keras-team/keras#20585): the same train_step, the same
-  callback, an "epoch" of --log_every steps."""
+  callback, an "epoch" of --log_every steps, the same batches.
+
+  Under a strategy, each `fit` call takes its iterator's first batch to build
+  the model symbolically and never trains on it (Keras 3.15,
+  `TensorFlowTrainer._maybe_symbolic_build`); this loop drops it too, so a
+  step on N workers sees the batch the same step sees on one device."""
   import tensorflow as tf
 
   @tf.function(jit_compile=model.jit_compile)
@@ -524,6 +529,7 @@ def fit_on_cluster(model, dataset, strategy, monitor):
     return strategy.run(model.train_step, args=(batch,))
 
   batches = iter(strategy.experimental_distribute_dataset(dataset))
+  next(batches)
   model.stop_training = False
   monitor.set_model(model)
   monitor.on_train_begin()

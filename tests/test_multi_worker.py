@@ -189,12 +189,6 @@ def _assert_same_step(one, two, step):
   assert checked["weights"] > 100 and checked["moments"] > 200, checked
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "issue 10, open: at step 1 the two workers' losses differ from the "
-    "one-device run's (hole L1 0.0385 vs 0.0158) while the weights start "
-    "equal: they train on another global batch. Suspected: Keras 3's fit "
-    "takes the first batch of its persistent iterator for its symbolic "
-    "build, fit_on_cluster does not (BUILD_NOTES.md)"))
 def test_two_workers_match_one_device_then_resume_and_stop(data_dir,
                                                             tmp_path):
   single, cluster = str(tmp_path / "single"), str(tmp_path / "cluster")
