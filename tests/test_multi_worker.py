@@ -22,35 +22,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lbam_tf import data
+import tiny_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CROP = 128
 TIMEOUT = 1200
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-  """Four train crops and four train masks, written with lbam_tf.data."""
-  root = tmp_path_factory.mktemp("data")
-  rng = np.random.default_rng(0)
-  ramp = np.linspace(0, 255, CROP)[None, :, None]
-  images = [np.clip(ramp + rng.integers(0, 60, size=(CROP, CROP, 3)), 0,
-                    255).astype(np.uint8) for _ in range(4)]
-  masks = []
-  for _ in range(4):
-    mask = np.zeros((CROP, CROP), np.uint8)
-    y, x = rng.integers(0, CROP - 48, size=2)
-    mask[y:y + 48, x:x + 48] = 255
-    masks.append(mask)
-  data.write_tfrecords(
-      str(root / data.shard_name("images", "train", 0, 1)),
-      [data.image_example(image, f"train/{i}") for i, image in
-       enumerate(images)])
-  data.write_tfrecords(
-      str(root / data.shard_name("masks", "train", 0, 1)),
-      [data.mask_example(mask, f"box/{i}") for i, mask in enumerate(masks)])
-  return str(root)
+  """Four train crops and four train masks."""
+  return tiny_data.write(tmp_path_factory.mktemp("data"), {"train": 4},
+                         {"train": 4})
 
 
 def _free_ports(count):

@@ -3,7 +3,8 @@
 One model_dir goes through a run killed by SIGKILL, a resumed run stopped by
 SIGTERM, and a resumed run that finishes; each stage checks what the contract
 promises (config.json, checkpoints, TensorBoard, generator.weights.h5, the
-step and the optimizers carried over).
+step and the optimizers carried over). Then the one refusal that only a fresh
+process can show (CPU replicas). What runs in-process is in test_training.py.
 """
 
 import json
@@ -17,48 +18,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lbam_tf import data
+import tiny_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CROP = 128
+CROP = tiny_data.CROP
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-  """A tiny TFRecord data_dir written with lbam_tf.data's own writer."""
-  root = tmp_path_factory.mktemp("data")
-  rng = np.random.default_rng(0)
-  ramp = np.linspace(0, 255, CROP)[None, :, None]
-
-  def images(n):
-    return [np.clip(ramp + rng.integers(0, 40, size=(CROP, CROP, 3)), 0,
-                    255).astype(np.uint8) for _ in range(n)]
-
-  def masks(n):
-    out = []
-    for _ in range(n):
-      mask = np.zeros((CROP, CROP), np.uint8)
-      y, x = rng.integers(0, CROP - 48, size=2)
-      mask[y:y + 48, x:x + 48] = 255
-      out.append(mask)
-    return out
-
-  for split, count in (("train", 4), ("val", 2)):
-    records = [data.image_example(im, f"{split}/{i}")
-               for i, im in enumerate(images(count))]
-    data.write_tfrecords(str(root / data.shard_name("images", split, 0, 1)),
-                         records)
-  for split, count in (("train", 4), ("test", 2)):
-    records = [data.mask_example(m, f"box/{split}/{i}")
-               for i, m in enumerate(masks(count))]
-    data.write_tfrecords(str(root / data.shard_name("masks", split, 0, 1)),
-                         records)
-  # The part of pipeline.preprocess's manifest that training reads.
-  with open(root / "manifest.json", "w") as f:
-    json.dump({"counts": {"images": {"train": 4, "val": 2, "test": 0},
-                          "masks": {"train": 4, "test": 2}},
-               "flags": {"crop_size": CROP}}, f)
-  return str(root)
+  return tiny_data.write(tmp_path_factory.mktemp("data"))
 
 
 def _command(data_dir, model_dir, *extra):
@@ -161,8 +129,10 @@ def test_kill_terminate_resume_finish(data_dir, tmp_path):
   assert int(_read(model_dir, "step")) == killed_at
   with open(os.path.join(model_dir, "config.json")) as f:
     config = json.load(f)
-  assert (config["variant"], config["ablation"], config["crop_size"]) == (
-      "head", "none", CROP)
+  # cpu_small's values, but where a flag was given.
+  assert (config["variant"], config["ablation"], config["crop_size"],
+          config["batch_size"], config["log_every"], config["preset"]) == (
+      "head", "none", CROP, 2, 1, "cpu_small")
   train_tags = _tags(os.path.join(model_dir, "train"))
   for tag in ("loss/hole", "loss/valid", "loss/perceptual", "loss/style",
               "loss/adversarial", "loss/gradient_penalty", "loss/wasserstein",
@@ -217,69 +187,13 @@ def _finished(command, log_path):
     run.stop()
 
 
-def test_mixed_precision_replicas_epochs_and_refusals(data_dir, tmp_path):
-  model_dir = str(tmp_path / "run")
-
-  def command(directory, *extra):
-    return _command(data_dir, directory, "--critic_steps", "1", *extra)
-
-  # 1. --mixed_precision on the CPU: bfloat16 compute, float32 saves.
+def test_cpu_replicas_refuse_a_batch_that_does_not_split(data_dir, tmp_path):
+  # Two CPU replicas exist only in a fresh process: the command line's case.
+  model_dir = str(tmp_path / "odd")
   status, output = _finished(
-      command(model_dir, "--train_steps", "1", "--mixed_precision"),
-      tmp_path / "mixed.log")
-  assert status == 0, output[-3000:]
-  assert "new run at step 0 of 1 (1 replicas, bfloat16 compute)" in output
-  dtypes = tf.train.load_checkpoint(model_dir).get_variable_to_dtype_map()
-  floats = {k: v for k, v in dtypes.items() if v.is_floating}
-  # The networks' variables are saved through their optimizers' variable
-  # lists (`<optimizer>/_trainable_variables/<i>`), beside Adam's slots.
-  for owner in ("generator_optimizer/_trainable_variables/",
-                "critic_optimizer/_trainable_variables/",
-                "generator_optimizer/", "critic_optimizer/"):
-    assert any(k.startswith(owner) for k in floats), (owner, sorted(dtypes))
-  assert set(floats.values()) == {tf.float32}
-
-  # 2. --cpu_replicas 2 makes two replicas, over which a batch of 3 does not
-  # split: refused before anything is written.
-  other_dir = str(tmp_path / "odd")
-  status, output = _finished(
-      command(other_dir, "--train_steps", "1", "--strategy", "mirrored",
-              "--cpu_replicas", "2", "--batch_size", "3"),
+      _command(data_dir, model_dir, "--train_steps", "1", "--strategy",
+               "mirrored", "--cpu_replicas", "2", "--batch_size", "3"),
       tmp_path / "odd.log")
   assert status == 1
   assert "--batch_size 3 does not split over 2 replicas" in output
-  assert not os.path.exists(os.path.join(other_dir, "config.json"))
-
-  # 3. Resuming with another --variant names both and the remedy.
-  status, output = _finished(
-      command(model_dir, "--train_steps", "2", "--variant", "original_bn"),
-      tmp_path / "variant.log")
-  assert status == 1
-  assert "--variant 'original_bn' differs from 'head'" in output
-  assert "use a new --model_dir" in output
-  assert _latest_step(model_dir) == 1
-
-  # 4. Resumed without --mixed_precision, --epochs 1.25 of the manifest's 4
-  # train images at batch 2: ceil(2.5) = 3 steps in all; a new generator
-  # rate wins over the one the checkpoint holds.
-  status, output = _finished(
-      command(model_dir, "--epochs", "1.25", "--generator_lr", "3e-4"),
-      tmp_path / "f32.log")
-  assert status == 0, output[-3000:]
-  assert "at step 1 of 3 (1 replicas, float32 compute)" in output
-  assert _latest_step(model_dir) == 3
-  assert int(_read(model_dir, "generator_optimizer/_iterations")) == 3
-  assert np.isclose(_read(model_dir, "generator_optimizer/_learning_rate"),
-                    3e-4)
-
-  # 5. A loss that overflows float32 (a hole weight of 1e39) stops the run
-  # with status 1 at that step, naming it, and saves nothing from it.
-  status, output = _finished(
-      command(model_dir, "--train_steps", "10", "--hole_weight", "1e39",
-              "--checkpoint_every", "1"), tmp_path / "inf.log")
-  assert status == 1, output[-3000:]
-  assert "loss term 'generator_loss' is inf at step 4" in output
-  assert "the last good checkpoint is " in output
-  assert _latest_step(model_dir) == 3
-  assert not [name for name in os.listdir(model_dir)
-              if name.startswith("ckpt-4")]
+  assert not os.path.exists(os.path.join(model_dir, "config.json"))
