@@ -282,11 +282,6 @@ def _known_mask(mask_image, polarity):
                   image_ops.known_mask_from_image(mask_image, "white"))
 
 
-def _to_uint8(images):
-  return tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0),
-                 tf.uint8)
-
-
 class InpaintModule(tf.Module):
   """The generator wrapped in the two serving signatures.
 
@@ -452,12 +447,12 @@ class InpaintModule(tf.Module):
     same_size = tf.reduce_all(sizes == sizes[0])
 
     def as_batch():
-      return _to_uint8(self._inpaint(images.stack(), masks.stack()))
+      return image_ops.to_uint8(self._inpaint(images.stack(), masks.stack()))
 
     def one_by_one():
       results = tf.TensorArray(tf.string, size=count)
       for i in tf.range(count):
-        result = _to_uint8(self._inpaint(images.read(i)[tf.newaxis],
+        result = image_ops.to_uint8(self._inpaint(images.read(i)[tf.newaxis],
                                          masks.read(i)[tf.newaxis]))
         results = results.write(i, tf.io.encode_png(result[0]))
       return results.stack()
