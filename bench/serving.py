@@ -46,6 +46,7 @@ import tensorflow as tf  # noqa: E402
 from bench import timing  # noqa: E402
 from lbam_tf import convert  # noqa: E402
 from lbam_tf import model_io  # noqa: E402
+from lbam_tf import signatures  # noqa: E402
 from serving import client as client_lib  # noqa: E402
 from serving import export  # noqa: E402
 from serving import local_server  # noqa: E402
@@ -224,7 +225,8 @@ def main(argv):
       model = model_io.with_dtype_policy(
           generator, model_io.PRECISION_POLICIES[precision])
       signature = tf.saved_model.load(os.path.join(
-          tmp, precision, "lbam", "1")).signatures["serving_default"]
+          tmp, precision, "lbam", "1")).signatures[
+              signatures.SERVING_SIGNATURE]
       for size in sizes:
         row = {"precision": precision,
                **overhead(model, signature, size, repeats)}

@@ -31,6 +31,9 @@ import tensorflow as tf
 
 from lbam_tf import image_ops, masks
 
+#: The data_dir's summary, written by pipeline.preprocess, read by
+#: `read_manifest`.
+MANIFEST_NAME = "manifest.json"
 IMAGE_SPLITS = ("train", "val", "test")
 MASK_SPLITS = ("train", "test")
 
@@ -182,13 +185,34 @@ def read_masks(data_dir, split):
       _parse_mask, num_parallel_calls=tf.data.AUTOTUNE)
 
 
+def read_manifest(data_dir):
+  """The manifest.json that `python -m pipeline.preprocess` wrote.
+
+  Args:
+    data_dir: the pipeline's --output_dir (local or any `tf.io.gfile` path).
+
+  Returns:
+    The manifest as a dict: "counts", "flags", "schema", ...
+
+  Raises:
+    FileNotFoundError: there is none.
+  """
+  path = os.path.join(data_dir, MANIFEST_NAME)
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(
+        f"{path} does not exist: run python -m pipeline.preprocess first "
+        f"(with --output_dir {data_dir})")
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
 def stored_crop_size(data_dir):
   """The crop size the data_dir was written with (from manifest.json), or None."""
-  path = os.path.join(data_dir, "manifest.json")
-  if not tf.io.gfile.exists(path):
+  try:
+    manifest = read_manifest(data_dir)
+  except FileNotFoundError:
     return None
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f).get("flags", {}).get("crop_size")
+  return manifest.get("flags", {}).get("crop_size")
 
 
 def _check_crop_size(data_dir, crop_size):

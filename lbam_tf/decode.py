@@ -1,4 +1,10 @@
-"""Robust, bounded decoding of image and mask files, and the crop scheme.
+"""Robust, bounded decoding of image and mask files, and the resize rules.
+
+One rule per purpose: the Beam job's crops (`resized_shape`, `crop_offsets`,
+`resized_crops`: short side to --load_size, seeded crops, bicubic from each
+crop's own window), the evaluation's whole image (`resize_and_centre_crop`:
+short side to the crop size, centre square) and every mask
+(`square_mask`: stretched to the square, nearest neighbour).
 
 The one place that turns untrusted image bytes into pixels: the Beam job, the
 evaluation and the CLIs all decode here, with the same limits.
@@ -18,6 +24,7 @@ rejected.jsonl.
 
 import contextlib
 import io
+import threading
 
 import cv2
 import numpy as np
@@ -33,8 +40,10 @@ REASONS = ("zero_byte", "not_an_image", "truncated", "unreadable", "too_small",
 ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP")
 
 # The max_pixels check below replaces Pillow's process-wide limit, which
-# would otherwise raise on images the user allowed.
-Image.MAX_IMAGE_PIXELS = None
+# would otherwise raise on images the user allowed. The limit is lifted only
+# while a header is read (`_pillow_limit_lifted`), never at import, so that
+# importing this module leaves Pillow's setting alone for everyone else.
+_PILLOW_LIMIT_LOCK = threading.Lock()
 
 #: Default pixel limit: Pillow's own, above which only decompression bombs go.
 DEFAULT_MAX_PIXELS = 89_478_485
@@ -76,11 +85,27 @@ def _rejecting():
                    f"{type(e).__name__}: {e}") from None
 
 
+@contextlib.contextmanager
+def _pillow_limit_lifted():
+  """Pillow's MAX_IMAGE_PIXELS off for this call, restored afterwards.
+
+  Pillow's limit is a module global: the lock keeps concurrent calls from
+  restoring each other's value. Held only while a header is parsed.
+  """
+  with _PILLOW_LIMIT_LOCK:
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+      yield
+    finally:
+      Image.MAX_IMAGE_PIXELS = saved
+
+
 def _open(data, max_pixels):
   """The image with only its header read, refused if over `max_pixels`."""
   if not data:
     raise Rejected("zero_byte", "the file is empty")
-  with _rejecting():
+  with _rejecting(), _pillow_limit_lifted():
     try:
       image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except Image.UnidentifiedImageError:
@@ -191,8 +216,33 @@ def decode_mask(data, max_pixels, polarity, size):
     else:
       grey = np.asarray(image.convert("L"))
   hole = grey >= 128 if polarity == "white" else grey < 128
-  mask = np.where(hole, np.uint8(255), np.uint8(0))
-  return cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
+  return square_mask(np.where(hole, np.uint8(255), np.uint8(0)), size)
+
+
+def square_mask(mask, size):
+  """The masks' resize rule: a 2-D mask stretched to size x size, nearest.
+
+  Masks are shapes, not photos: the aspect ratio is not kept and no value
+  between the two classes is made. Already that size: returned as is.
+  """
+  if mask.shape[:2] != (size, size):
+    mask = cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
+  return mask
+
+
+def resize_and_centre_crop(image, size):
+  """Evaluation's rule: the whole image, short side to `size`, centre square.
+
+  OpenCV area interpolation when shrinking, bilinear when enlarging; the
+  resized shape is `resized_shape`'s, as in the Beam job's crops.
+  """
+  height, width = resized_shape(image.shape, size)
+  if (height, width) != image.shape[:2]:
+    interpolation = (cv2.INTER_AREA if size < min(image.shape[:2])
+                     else cv2.INTER_LINEAR)
+    image = cv2.resize(image, (width, height), interpolation=interpolation)
+  top, left = (height - size) // 2, (width - size) // 2
+  return np.ascontiguousarray(image[top:top + size, left:left + size])
 
 
 def resized_shape(shape, size):

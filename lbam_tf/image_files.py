@@ -2,7 +2,8 @@
 
 `python -m lbam_tf.inpaint` and `python -m serving.client` take the same
 `--image`, `--mask`, `--output` arguments, each a file or a folder; this module
-defines those flags, turns them into a list of jobs and reports the outcome.
+defines those flags, turns their values into a list of jobs and reports the
+outcome.
 It does not import TensorFlow, so the REST client starts in a fraction of a
 second.
 
@@ -14,7 +15,6 @@ Example:
 import dataclasses
 import os
 
-from absl import app
 from absl import flags
 from tqdm import tqdm
 
@@ -118,17 +118,6 @@ def define_flags():
       "The output PNG for one image, or a folder (created) receiving "
       "<stem>.png per image.")
   flags.mark_flags_as_required(["image", "mask", "output"])
-
-
-def plan_flags():
-  """`plan` of the flags from `define_flags`, raising app.UsageError.
-
-  absl prints a usage error with the flags' help, which names the remedy.
-  """
-  try:
-    return plan(flags.FLAGS.image, flags.FLAGS.mask, flags.FLAGS.output)
-  except ValueError as error:
-    raise app.UsageError(str(error))
 
 
 def report(written, failures):

@@ -58,6 +58,16 @@ def hole_image_from_known_mask(mask):
   return tf.cast(tf.round((1.0 - mask) * 255.0), tf.uint8)
 
 
+def to_uint8(images):
+  """Float images in [0, 1] to uint8: clipped, times 255, rounded half to even.
+
+  The one conversion of model outputs to 8 bits (serving's PNGs and the
+  evaluation's scores). Returns a uint8 tensor of the same shape.
+  """
+  return tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0),
+                 tf.uint8)
+
+
 def padded_size(size, multiple=SIZE_MULTIPLE):
   """Smallest multiple of `multiple` that is >= size (size may be a tensor)."""
   return (size + multiple - 1) // multiple * multiple

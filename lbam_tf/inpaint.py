@@ -33,6 +33,7 @@ that TF Serving gets the same guard: a small file declaring a huge image never
 allocates it.
 """
 
+import dataclasses
 import os
 import re
 
@@ -42,12 +43,19 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from lbam_tf import cli  # noqa: E402
 from lbam_tf import image_files  # noqa: E402
+from lbam_tf.image_headers import check  # noqa: E402
+from lbam_tf.image_headers import check_pixels  # noqa: E402
+from lbam_tf.image_headers import header_size  # noqa: E402
+from lbam_tf.image_headers import size_text  # noqa: E402
 from lbam_tf import image_ops  # noqa: E402
 from lbam_tf import model_io  # noqa: E402
 
-SERVING_SIGNATURE = "serving_default"
-TENSOR_SIGNATURE = "inpaint_tensor"
+# Imported by name: lbam_tf.evaluate reads inpaint.TENSOR_SIGNATURE.
+from lbam_tf.signatures import SERVING_SIGNATURE  # noqa: E402
+from lbam_tf.signatures import TENSOR_SIGNATURE  # noqa: E402
+
 #: 2048 x 2048, 16 times the area of the 512 x 512 training crops: a guard
 #: against one request exhausting the server's memory.
 DEFAULT_MAX_PIXELS = 2048 * 2048
@@ -56,220 +64,8 @@ DEFAULT_MAX_PIXELS = 2048 * 2048
 DEFAULT_MAX_IMAGES = 64
 DEFAULT_MAX_REQUEST_PIXELS = 4 * DEFAULT_MAX_PIXELS
 
-#: The formats tf.io.decode_image reads, by leading bytes (WebP apart: "RIFF",
-#: then "WEBP" at byte 8), in the order of `_HEADER_SIZES` below.
-_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "JPEG XL", "JPEG XL", "WebP")
-_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"\xff\x0a",
-          b"\x00\x00\x00\x0cJXL ")
-#: Boxes of a JPEG XL container searched for its codestream.
-_JXL_BOXES = 16
-
-
-def _check(condition, message):
-  """An assert that fails with INVALID_ARGUMENT carrying `message`."""
-  return tf.debugging.Assert(condition, [message], summarize=1)
-
-
-def _bytes(data, start, length):
-  """int64 [length]: the bytes of `data` from `start`, zeros past its end."""
-  start = tf.minimum(tf.cast(start, tf.int64),
-                     tf.cast(tf.strings.length(data), tf.int64))
-  piece = tf.strings.substr(data, tf.cast(start, tf.int32), length)
-  piece = tf.strings.substr(tf.strings.join([piece, b"\0" * length]), 0,
-                            length)
-  return tf.cast(tf.io.decode_raw(piece, tf.uint8), tf.int64)
-
-
-def _uint(octets, big_endian=False):
-  """The unsigned integer of at most 7 bytes (int64 [n])."""
-  if big_endian:
-    octets = tf.reverse(octets, [0])
-  shifts = 8 * tf.range(tf.size(octets, out_type=tf.int64), dtype=tf.int64)
-  return tf.reduce_sum(tf.bitwise.left_shift(octets, shifts))
-
-
-def _is(octets, text):
-  return tf.reduce_all(octets == tf.constant(list(text), tf.int64))
-
-
-def _format_index(data):
-  """Index in `_FORMATS` of the format `data` starts like, or len(_FORMATS)."""
-  head = _bytes(data, 0, 12)
-  known = [_is(head[:len(magic)], magic) for magic in _MAGIC]
-  known.append(_is(head[:4], b"RIFF") & _is(head[8:12], b"WEBP"))
-  known.append(tf.constant(True))
-  return tf.cast(tf.argmax(tf.cast(tf.stack(known), tf.int32)), tf.int32)
-
-
-def _png_size(data):
-  # The IHDR chunk comes first: width, height as big-endian uint32.
-  octets = _bytes(data, 12, 12)
-  size = tf.stack([_uint(octets[8:12], True), _uint(octets[4:8], True)])
-  return tf.where(_is(octets[:4], b"IHDR"), size, tf.zeros_like(size))
-
-
-def _jpeg_size(data):
-  # Reads the SOF marker's fields only; nothing is decoded.
-  return tf.cast(tf.image.extract_jpeg_shape(data)[:2], tf.int64)
-
-
-def _gif_size(data):
-  # The logical screen, which tf.io.decode_gif returns whatever the frames.
-  octets = _bytes(data, 6, 4)
-  return tf.stack([_uint(octets[2:4]), _uint(octets[0:2])])
-
-
-def _bmp_size(data):
-  # Signed little-endian int32 at 18 and 22, as tf.io.decode_bmp reads them;
-  # a negative height means top-down rows.
-  octets = _bytes(data, 18, 8)
-  width, height = _uint(octets[0:4]), _uint(octets[4:8])
-  width, height = [tf.where(v >= 2**31, v - 2**32, v) for v in (width, height)]
-  return tf.stack([tf.abs(height), width])
-
-
-def _webp_size(data):
-  octets = _bytes(data, 12, 18)  # chunk name at 12, its payload from 20
-
-  def bits(value, shift, count):
-    return tf.bitwise.bitwise_and(tf.bitwise.right_shift(value, shift),
-                                  2**count - 1)
-
-  lossless = _uint(octets[9:13])  # after the 0x2f signature
-  sizes = tf.stack([
-      # VP8: 14-bit width and height after the frame tag and start code.
-      [bits(_uint(octets[16:18]), 0, 14), bits(_uint(octets[14:16]), 0, 14)],
-      # VP8L: width - 1, height - 1 in 14 bits each.
-      [bits(lossless, 14, 14) + 1, bits(lossless, 0, 14) + 1],
-      # VP8X: the canvas, width - 1 and height - 1 in 24 bits each.
-      [_uint(octets[15:18]) + 1, _uint(octets[12:15]) + 1],
-      tf.zeros([2], tf.int64)])
-  kind = tf.argmax(tf.cast(tf.stack(
-      [_is(octets[:4], name) for name in (b"VP8 ", b"VP8L", b"VP8X")]
-      + [tf.constant(True)]), tf.int32))
-  return sizes[kind]
-
-
-def _jxl_codestream_size(data, start=0):
-  """The SizeHeader after a JPEG XL codestream's FF 0A signature.
-
-  Fields are read least significant bit first: `small` (1 bit), the height
-  as (u(5) + 1) * 8 when small, else U32(1 + u(9), 1 + u(13), 1 + u(18),
-  1 + u(30)) with a 2-bit selector, then a 3-bit aspect ratio that gives the
-  width, or (ratio 0) the width coded as the height.
-  """
-  octets = _bytes(data, start + 2, 16)
-  bits = tf.reshape(tf.bitwise.bitwise_and(tf.bitwise.right_shift(
-      octets[:, tf.newaxis], tf.range(8, dtype=tf.int64)), 1), [-1])
-  widest = tf.range(30, dtype=tf.int64)
-
-  def read(position, count):
-    taken = tf.gather(bits, position + widest)
-    shifted = tf.bitwise.left_shift(taken, widest)
-    return tf.reduce_sum(
-        tf.where(widest < count, shifted, tf.zeros_like(shifted)))
-
-  def dimension(position, small):
-    selector = read(position, 2)
-    count = tf.gather(tf.constant([9, 13, 18, 30], tf.int64), selector)
-    return (tf.where(small, (read(position, 5) + 1) * 8,
-                     1 + read(position + 2, count)),
-            position + tf.where(small, tf.constant(5, tf.int64), 2 + count))
-
-  small = read(0, 1) == 1
-  height, position = dimension(tf.constant(1, tf.int64), small)
-  ratio = read(position, 3)
-  width, _ = dimension(position + 3, small)
-  numerator = tf.gather(tf.constant([1, 1, 12, 4, 3, 16, 5, 2], tf.int64),
-                        ratio)
-  denominator = tf.gather(tf.constant([1, 1, 10, 3, 2, 9, 4, 1], tf.int64),
-                          ratio)
-  width = tf.where(ratio == 0, width, height * numerator // denominator)
-  return tf.stack([height, width])
-
-
-def _jxl_container_size(data):
-  """The codestream's size, found by walking the container's boxes."""
-  length = tf.cast(tf.strings.length(data), tf.int64)
-
-  def search(position, found, boxes):
-    head = _bytes(data, position, 16)
-    size = _uint(head[0:4], True)
-    header = tf.where(size == 1, tf.constant(16, tf.int64), 8)
-    # size 1: a 64-bit size follows; above 4 GB it is past any request.
-    large = _uint(head[12:16], True)
-    size = tf.where(size == 1, tf.where(tf.reduce_any(head[8:12] > 0),
-                                        tf.zeros_like(large), large), size)
-    found = tf.where(_is(head[4:8], b"jxlc"), position + header,
-                     tf.where(_is(head[4:8], b"jxlp"), position + header + 4,
-                              found))
-    # size 0: the box runs to the end of the file.
-    position = tf.where(size < header, length, position + size)
-    return position, found, boxes + 1
-
-  _, start, _ = tf.while_loop(
-      lambda position, found, boxes: (found < 0) & (boxes < _JXL_BOXES)
-      & (position + 8 <= length),
-      search, [tf.constant(0, tf.int64), tf.constant(-1, tf.int64),
-               tf.constant(0)])
-  size = _jxl_codestream_size(data, tf.maximum(start, 0))
-  return tf.where((start >= 0) & _is(_bytes(data, start, 2), b"\xff\x0a"),
-                  size, tf.zeros_like(size))
-
-
-#: (height, width) int64 [2] from a file's header, per `_FORMATS`.
-_HEADER_SIZES = (_png_size, _jpeg_size, _gif_size, _bmp_size,
-                 _jxl_codestream_size, _jxl_container_size, _webp_size)
-
-
-def _size_text(height, width):
-  return tf.strings.format("{}x{}", (height, width))
-
-
-def _check_pixels(height, width, max_pixels, where):
-  pixels = tf.cast(height, tf.int64) * tf.cast(width, tf.int64)
-  return _check(
-      pixels <= max_pixels,
-      tf.strings.join([
-          where, " is ", _size_text(height, width), " = ",
-          tf.strings.as_string(pixels), " pixels, above the limit of ",
-          str(max_pixels), ": downscale it, or raise --max_pixels (for a "
-          "served model: re-export with it)"]))
-
-
-def _header_size(data, name, index, max_pixels):
-  """(height, width) int64 as `data`'s header declares them, checked.
-
-  Nothing is decoded: a small file declaring a huge image fails here instead
-  of allocating it.
-  """
-  where = tf.strings.join([name, "[", tf.strings.as_string(index), "]"])
-  kind = _format_index(data)
-  known = _check(
-      kind < len(_FORMATS),
-      tf.strings.join([where, " is not an image TF can decode (JPEG, PNG, "
-                       "GIF, BMP, WebP, JPEG XL): give the bytes of an image "
-                       "file (over REST: base64 in a b64 object)"]))
-  # Everything below waits for `known`: graph ops run in any order their
-  # inputs allow, and the format name below is gathered by `kind`.
-  with tf.control_dependencies([known]):
-    size = tf.switch_case(tf.identity(kind), [
-        lambda reader=reader: reader(data) for reader in _HEADER_SIZES])
-    height, width = size[0], size[1]
-    readable = _check(
-        tf.logical_and(height > 0, width > 0),
-        tf.strings.join([
-            where, " is a ", tf.gather(tf.constant(_FORMATS), kind),
-            " whose header declares ", _size_text(height, width), " pixels: "
-            "the file is truncated or damaged"]))
-  with tf.control_dependencies([readable]):
-    small_enough = _check_pixels(height, width, max_pixels, where)
-  with tf.control_dependencies([small_enough]):
-    return tf.identity(size)
-
-
 def _decode(data):
-  """One image string to uint8 [H, W, 3]; `_header_size` has checked it."""
+  """One image string to uint8 [H, W, 3]; `header_size` has checked it."""
   # channels=3: grey repeats, alpha is dropped, as known_mask_from_image
   # expects for masks.
   return tf.io.decode_image(data, channels=3, expand_animations=False)
@@ -280,11 +76,6 @@ def _known_mask(mask_image, polarity):
   return tf.where(polarity == "black",
                   image_ops.known_mask_from_image(mask_image, "black"),
                   image_ops.known_mask_from_image(mask_image, "white"))
-
-
-def _to_uint8(images):
-  return tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0),
-                 tf.uint8)
 
 
 class InpaintModule(tf.Module):
@@ -319,13 +110,13 @@ class InpaintModule(tf.Module):
     self.max_request_pixels = int(max_request_pixels)
 
   def _check_count(self, count, name):
-    return _check(count <= self.max_images, tf.strings.join([
+    return check(count <= self.max_images, tf.strings.join([
         name, " has ", tf.strings.as_string(count), " images, above the "
         f"limit of {self.max_images} per request: send fewer per request "
         "(for a served model: or re-export with a higher --max_images)"]))
 
   def _check_total(self, pixels, name):
-    return _check(pixels <= self.max_request_pixels, tf.strings.join([
+    return check(pixels <= self.max_request_pixels, tf.strings.join([
         name, " has ", tf.strings.as_string(pixels), " pixels in all, above "
         f"the limit of {self.max_request_pixels} per request: send fewer or "
         "smaller images per request (for a served model: or re-export with "
@@ -353,15 +144,15 @@ class InpaintModule(tf.Module):
     """Composited inpainting of float images; see the module docstring."""
     image_shape, mask_shape = tf.shape(image), tf.shape(mask)
     checks = [
-        _check(image_shape[0] > 0, "image is an empty batch: send at least "
+        check(image_shape[0] > 0, "image is an empty batch: send at least "
                "one image"),
-        _check(tf.reduce_all(image_shape[:3] == mask_shape[:3]),
+        check(tf.reduce_all(image_shape[:3] == mask_shape[:3]),
                tf.strings.join([
                    "mask [B,H,W] = ", tf.strings.format("{}", mask_shape[:3]),
                    " does not match image [B,H,W] = ",
                    tf.strings.format("{}", image_shape[:3]),
                    ": send one mask per image, of the same size"])),
-        _check_pixels(image_shape[1], image_shape[2], self.max_pixels,
+        check_pixels(image_shape[1], image_shape[2], self.max_pixels,
                       "image"),
         self._check_count(image_shape[0], "image"),
         self._check_total(tf.reduce_prod(tf.cast(image_shape[:3], tf.int64)),
@@ -379,9 +170,9 @@ class InpaintModule(tf.Module):
     """PNG results for encoded images and masks; see the module docstring."""
     count, mask_count = tf.size(image_bytes), tf.size(mask_bytes)
     checks = [
-        _check(count > 0, "image_bytes is an empty batch: send at least one "
+        check(count > 0, "image_bytes is an empty batch: send at least one "
                "image"),
-        _check(count == mask_count, tf.strings.join([
+        check(count == mask_count, tf.strings.join([
             "image_bytes has ", tf.strings.as_string(count),
             " images but mask_bytes has ", tf.strings.as_string(mask_count),
             " masks: send exactly one mask per image"])),
@@ -393,14 +184,14 @@ class InpaintModule(tf.Module):
     known_polarity = tf.reduce_any(
         polarity[:, tf.newaxis] == image_ops.POLARITIES, axis=1)
     polarity_checks = [
-        _check(tf.logical_or(tf.size(polarity) == 1,
+        check(tf.logical_or(tf.size(polarity) == 1,
                              tf.size(polarity) == count),
                tf.strings.join([
                    "mask_polarity has ",
                    tf.strings.as_string(tf.size(polarity)),
                    " values for ", tf.strings.as_string(count), " images: "
                    "send one value for all, or one per image"])),
-        _check(tf.reduce_all(known_polarity), tf.strings.join([
+        check(tf.reduce_all(known_polarity), tf.strings.join([
             "mask_polarity ", tf.strings.reduce_join(
                 tf.boolean_mask(polarity, ~known_polarity), separator=", "),
             " is not one of ", " / ".join(image_ops.POLARITIES),
@@ -412,8 +203,8 @@ class InpaintModule(tf.Module):
     # Every header is read and checked before anything is decoded.
     pixels = tf.constant(0, tf.int64)
     for i in tf.range(count):
-      size = _header_size(image_bytes[i], "image_bytes", i, self.max_pixels)
-      mask_size = _header_size(mask_bytes[i], "mask_bytes", i,
+      size = header_size(image_bytes[i], "image_bytes", i, self.max_pixels)
+      mask_size = header_size(mask_bytes[i], "mask_bytes", i,
                                self.max_pixels)
       with tf.control_dependencies([mask_size]):
         pixels += size[0] * size[1]
@@ -433,14 +224,14 @@ class InpaintModule(tf.Module):
       mask_height, mask_width = tf.shape(mask_image)[0], tf.shape(mask_image)[1]
       where = tf.strings.join(["image_bytes[", tf.strings.as_string(i), "]"])
       item_checks = [
-          _check(tf.logical_and(height == mask_height, width == mask_width),
+          check(tf.logical_and(height == mask_height, width == mask_width),
                  tf.strings.join([
                      "mask_bytes[", tf.strings.as_string(i), "] is ",
-                     _size_text(mask_height, mask_width), " but ", where,
-                     " is ", _size_text(height, width), ": each mask must "
+                     size_text(mask_height, mask_width), " but ", where,
+                     " is ", size_text(height, width), ": each mask must "
                      "be the size of its image"])),
           # Decoders follow their headers; this holds if one did not.
-          _check_pixels(height, width, self.max_pixels, where),
+          check_pixels(height, width, self.max_pixels, where),
       ]
       with tf.control_dependencies(item_checks):
         images = images.write(i, tf.image.convert_image_dtype(image,
@@ -452,12 +243,12 @@ class InpaintModule(tf.Module):
     same_size = tf.reduce_all(sizes == sizes[0])
 
     def as_batch():
-      return _to_uint8(self._inpaint(images.stack(), masks.stack()))
+      return image_ops.to_uint8(self._inpaint(images.stack(), masks.stack()))
 
     def one_by_one():
       results = tf.TensorArray(tf.string, size=count)
       for i in tf.range(count):
-        result = _to_uint8(self._inpaint(images.read(i)[tf.newaxis],
+        result = image_ops.to_uint8(self._inpaint(images.read(i)[tf.newaxis],
                                          masks.read(i)[tf.newaxis]))
         results = results.write(i, tf.io.encode_png(result[0]))
       return results.stack()
@@ -529,7 +320,40 @@ def inpaint_files(run, jobs, batch_size=4, polarity="white", progress=True):
       describe=lambda error: error_text(error.message), progress=progress)
 
 
-FLAGS = flags.FLAGS
+@dataclasses.dataclass
+class Config:
+  """One run of the command line, as plain values (the flags, or a test's)."""
+  model: str | None = None
+  image: str | None = None
+  mask: str | None = None
+  output: str | None = None
+  mask_polarity: str = "white"
+  batch_size: int = 4
+  max_pixels: int = DEFAULT_MAX_PIXELS
+
+  def check(self):
+    """Raises ValueError naming the bad value and what to do instead."""
+    for name in ("model", "image", "mask", "output"):
+      if not getattr(self, name):
+        raise ValueError(f"--{name} is required")
+    image_ops.check_polarity(self.mask_polarity)
+    for name in ("batch_size", "max_pixels"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"--{name} {getattr(self, name)} must be at least 1")
+    image_files.plan(self.image, self.mask, self.output)
+
+
+def run(config):
+  """Inpaints the files `config` names; returns the exit status (1 if any
+  image failed, else 0)."""
+  jobs, problems = image_files.plan(config.image, config.mask, config.output)
+  written, failures = inpaint_files(load(config.model, config.max_pixels),
+                                    jobs, config.batch_size,
+                                    config.mask_polarity)
+  return image_files.report(written, problems + failures)
+
+
+_DEFAULT = cli.defaults(Config)
 
 
 def define_flags():
@@ -539,29 +363,25 @@ def define_flags():
   and define flags of their own (serving.export a --max_pixels too).
   """
   flags.DEFINE_string(
-      "model", None,
+      "model", _DEFAULT["model"],
       "What to run: a training model_dir, a .weights.h5 / .keras / .pth / .npz "
       "file, or a SavedModel export folder (<model_base_path>/<version>).")
   image_files.define_flags()
-  flags.DEFINE_enum("mask_polarity", "white", list(image_ops.POLARITIES),
+  flags.DEFINE_enum("mask_polarity", _DEFAULT["mask_polarity"],
+                    list(image_ops.POLARITIES),
                     "Which colour marks the holes in the mask files: white "
                     "(the reference code's masks) or black (NVIDIA's zip).")
-  flags.DEFINE_integer("batch_size", 4,
+  flags.DEFINE_integer("batch_size", _DEFAULT["batch_size"],
                        "Images per generator call in folder mode; images of "
                        "different sizes in one batch run one by one.")
-  flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS,
+  flags.DEFINE_integer("max_pixels", _DEFAULT["max_pixels"],
                        "Largest height*width accepted; bigger images are "
                        "reported and skipped.")
   flags.mark_flag_as_required("model")
 
 
 def main(argv):
-  del argv
-  jobs, problems = image_files.plan_flags()
-  run = load(FLAGS.model, FLAGS.max_pixels)
-  written, failures = inpaint_files(run, jobs, FLAGS.batch_size,
-                                    FLAGS.mask_polarity)
-  return image_files.report(written, problems + failures)
+  return cli.run_flags(Config, run)
 
 
 if __name__ == "__main__":

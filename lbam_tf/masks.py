@@ -56,7 +56,12 @@ def seeded_rng(seed, *parts):
 
 
 def hole_ratio(mask):
-  """Fraction of hole pixels (>= 128) in a uint8 mask, 255 = hole."""
+  """Fraction of hole pixels in one mask picture: uint8 [H, W], 255 = hole.
+
+  The convention of the masks drawn here and stored in the TFRecords (values
+  >= 128 count as hole). A model mask (float, 1 = known) is turned into this
+  form by `lbam_tf.image_ops.hole_image_from_known_mask` first.
+  """
   return float(np.mean(np.asarray(mask) >= 128))
 
 

@@ -108,17 +108,6 @@ def l1_percent(output, target, max_val=1.0):
                                 axis=[1, 2, 3]) / float(max_val)
 
 
-def hole_ratio(mask):
-  """Fraction of hole pixels per mask (mask: [B, H, W, 1], 1 = known, 0 = hole).
-
-  Returns:
-    float64 numpy array [B]; pixels below 0.5 count as holes, as in
-    lbam_tf.image_ops.composite.
-  """
-  hole = np.asarray(mask) < 0.5
-  return hole.reshape(hole.shape[0], -1).mean(axis=1, dtype=np.float64)
-
-
 def frechet_distance(features_a, features_b):
   """Fréchet distance between Gaussians fitted to two feature sets (FID).
 

@@ -11,6 +11,9 @@ module decides what it is:
 - a `.keras` file: the whole model, configuration included;
 - a `.pth` or `.npz` reference checkpoint: converted on the fly.
 
+It owns `config.json`: `write_config` (training's flags, convert's variant
+and ablation) and `read_config`.
+
 Example:
 
     generator = model_io.load_generator("runs/paris")  # a model_dir
@@ -24,19 +27,68 @@ import h5py
 import keras
 import tensorflow as tf
 
-from lbam_tf import convert
 from lbam_tf import generator as generator_lib
+from lbam_tf import reference_names
 
 CONFIG_NAME = "config.json"
 FINAL_WEIGHTS_NAME = "generator.weights.h5"
 
 
-def read_config(path):
-  """{"variant", "ablation"} from a config.json, defaults filled in."""
-  with open(path) as f:
+#: The config.json values that fix the architecture (of the generator, and of
+#: the critic for training): weights written under one do not fit another.
+ARCHITECTURE_KEYS = ("variant", "ablation", "critic_normalization")
+
+
+def read_config(directory):
+  """The config.json in `directory`, "variant" and "ablation" defaults filled.
+
+  Args:
+    directory: a training model_dir or a folder of weights (local or any
+      `tf.io.gfile` path, e.g. gs://).
+
+  Returns:
+    The stored dict, with "variant" ("head") and "ablation" ("none") filled
+    in when absent.
+  """
+  with tf.io.gfile.GFile(os.path.join(directory, CONFIG_NAME)) as f:
     config = json.load(f)
-  return {"variant": config.get("variant", "head"),
+  return {**config, "variant": config.get("variant", "head"),
           "ablation": config.get("ablation", "none")}
+
+
+def write_config(directory, values):
+  """Writes `values` to `directory`/config.json, atomically.
+
+  The file is written under a temporary name and renamed over config.json,
+  so a reader never sees half a file (also on gs://, via `tf.io.gfile`).
+  An existing config.json must agree on every `ARCHITECTURE_KEYS` entry that
+  both name; its other keys that `values` does not name are kept.
+
+  Args:
+    directory: the training model_dir, or the folder of converted weights.
+    values: a JSON-serialisable dict, e.g. {"variant": ..., "ablation": ...}.
+
+  Raises:
+    ValueError: the existing config.json names another architecture; it is
+      left as it was.
+  """
+  path = os.path.join(directory, CONFIG_NAME)
+  config = {}
+  if tf.io.gfile.exists(path):
+    with tf.io.gfile.GFile(path) as f:
+      config = json.load(f)
+    for key in ARCHITECTURE_KEYS:
+      if key in config and key in values and config[key] != values[key]:
+        raise ValueError(
+            f"{path} already exists with {key}={config[key]!r}, but "
+            f"{key}={values[key]!r} was to be written: resume with the same "
+            "architecture or use a new --model_dir (converted weights: "
+            "convert into another folder)")
+  config.update(values)
+  temporary = path + ".tmp"
+  with tf.io.gfile.GFile(temporary, "w") as f:
+    f.write(json.dumps(config, indent=2, sort_keys=True) + "\n")
+  tf.io.gfile.rename(temporary, path, overwrite=True)
 
 
 def _resolve(requested, stored, what, source):
@@ -68,7 +120,7 @@ def _load_model_dir(model_dir, variant, ablation):
     raise ValueError(
         f"model_dir {model_dir} has neither a TF checkpoint nor "
         f"{FINAL_WEIGHTS_NAME}: has training written one yet?")
-  config = read_config(config_path)
+  config = read_config(model_dir)
   generator = _build(
       _resolve(variant, config["variant"], "variant", config_path),
       _resolve(ablation, config["ablation"], "ablation", config_path))
@@ -87,11 +139,11 @@ def _h5_arrays(path):
 
 
 def _load_weights_h5(path, variant, ablation):
-  config_path = os.path.join(os.path.dirname(os.path.abspath(path)),
-                             CONFIG_NAME)
+  directory = os.path.dirname(os.path.abspath(path))
+  config_path = os.path.join(directory, CONFIG_NAME)
   stored = {"variant": None, "ablation": None}
   if os.path.exists(config_path):
-    stored = read_config(config_path)
+    stored = read_config(directory)
   arrays = _h5_arrays(path)
   if variant is None and stored["variant"] is None:
     # Keras loads a weights file into any model whose layers it covers, so
@@ -103,7 +155,7 @@ def _load_weights_h5(path, variant, ablation):
       _resolve(ablation, stored["ablation"], "ablation", config_path))
   expected = sorted(tuple(v.shape) for v in generator.weights)
   if sorted(arrays.values()) != expected:
-    options = convert.generator_options(generator)
+    options = reference_names.generator_options(generator)
     raise ValueError(
         f"{path} holds {len(arrays)} arrays that do not fit the {options} "
         f"generator ({len(expected)} weights): pass the variant and ablation "
@@ -114,9 +166,9 @@ def _load_weights_h5(path, variant, ablation):
 
 def _load_reference(path, variant, ablation):
   # An explicit ablation overrides detection (the g_A replacements need it).
-  generator = convert.generator_from_torch_state_dict(
-      convert.load_state_dict_file(path), ablation=ablation)
-  _resolve(variant, convert.generator_options(generator)["variant"],
+  generator = reference_names.generator_from_torch_state_dict(
+      reference_names.load_state_dict_file(path), ablation=ablation)
+  _resolve(variant, reference_names.generator_options(generator)["variant"],
            "variant", path)
   return generator
 
@@ -148,7 +200,7 @@ def load_generator(path, variant=None, ablation=None):
     return _load_weights_h5(path, variant, ablation)
   if path.endswith(".keras"):
     generator = keras.saving.load_model(path, compile=False)
-    options = convert.generator_options(generator)
+    options = reference_names.generator_options(generator)
     _resolve(variant, options["variant"], "variant", path)
     _resolve(ablation, options["ablation"], "ablation", path)
     return generator
@@ -182,7 +234,7 @@ def with_dtype_policy(generator, policy):
   keras.config.set_dtype_policy(policy)
   try:
     rebuilt = generator_lib.build_generator(
-        **convert.generator_options(generator))
+        **reference_names.generator_options(generator))
   finally:
     keras.config.set_dtype_policy(previous)
   rebuilt.set_weights(generator.get_weights())

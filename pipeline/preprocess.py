@@ -411,8 +411,9 @@ def _write_reports(grouped, config):
       "flags": dataclasses.asdict(config),
       "schema": data.SCHEMA,
   }
-  shards.write_text_file(FileSystems.join(config.output_dir, "manifest.json"),
-                         json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+  shards.write_text_file(
+      FileSystems.join(config.output_dir, data.MANIFEST_NAME),
+      json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
 def _mask_pattern(mask_dir):

@@ -16,6 +16,7 @@ bad file costs only its own result.
 """
 
 import base64
+import dataclasses
 import json
 import sys
 import urllib.error
@@ -24,9 +25,13 @@ import urllib.request
 from absl import app
 from absl import flags
 
+from lbam_tf import cli
 from lbam_tf import image_files
+from lbam_tf import signatures
 
-SIGNATURE = "serving_default"
+PROTOCOLS = ("rest", "grpc")
+#: lbam_tf.image_ops.POLARITIES, which imports TensorFlow.
+POLARITIES = ("white", "black")
 
 
 class ServerError(Exception):
@@ -98,7 +103,7 @@ class RestClient:
     """
     def b64(data):
       return {"b64": base64.b64encode(data).decode("ascii")}
-    body = {"signature_name": SIGNATURE,
+    body = {"signature_name": signatures.SERVING_SIGNATURE,
             "instances": [{"image_bytes": b64(image), "mask_bytes": b64(mask),
                            "mask_polarity": polarity}
                           for image, mask in zip(images, masks)]}
@@ -137,7 +142,7 @@ class GrpcClient:
     """As `RestClient.inpaint`."""
     request = self._predict_pb2.PredictRequest()
     request.model_spec.name = self.model_name
-    request.model_spec.signature_name = SIGNATURE
+    request.model_spec.signature_name = signatures.SERVING_SIGNATURE
     make = self._tf.make_tensor_proto
     request.inputs["image_bytes"].CopyFrom(make(list(images)))
     request.inputs["mask_bytes"].CopyFrom(make(list(masks)))
@@ -161,7 +166,56 @@ def inpaint_files(client, jobs, batch_size=4, polarity="white", progress=True):
       batch_size, errors=(ServerError,), progress=progress)
 
 
-FLAGS = flags.FLAGS
+@dataclasses.dataclass
+class Config:
+  """One run of the command line, as plain values (the flags, or a test's)."""
+  image: str | None = None
+  mask: str | None = None
+  output: str | None = None
+  protocol: str = "rest"
+  server: str | None = None
+  model_name: str = "lbam"
+  mask_polarity: str = "white"
+  batch_size: int = 4
+  timeout: int = 300
+
+  def check(self):
+    """Raises ValueError naming the bad value and what to do instead."""
+    for name in ("image", "mask", "output"):
+      if not getattr(self, name):
+        raise ValueError(f"--{name} is required")
+    if self.protocol not in PROTOCOLS:
+      raise ValueError(f"--protocol {self.protocol!r} is not one of "
+                       f"{PROTOCOLS}")
+    if self.mask_polarity not in POLARITIES:
+      raise ValueError(f"--mask_polarity {self.mask_polarity!r} is not one "
+                       f"of {POLARITIES}")
+    for name in ("batch_size", "timeout"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"--{name} {getattr(self, name)} must be at least 1")
+    image_files.plan(self.image, self.mask, self.output)
+
+
+def run(config):
+  """Sends the files `config` names; returns the exit status (1 if any image
+  failed, 2 if the server cannot be reached, else 0)."""
+  jobs, problems = image_files.plan(config.image, config.mask, config.output)
+  rest = config.protocol == "rest"
+  server = config.server or ("http://127.0.0.1:8501" if rest
+                             else "localhost:8500")
+  client = (RestClient if rest else GrpcClient)(server, config.model_name,
+                                                config.timeout)
+  try:
+    written, failures = inpaint_files(client, jobs, config.batch_size,
+                                      config.mask_polarity)
+  except urllib.error.URLError as error:
+    print(f"cannot reach {server}: "
+          f"{error.reason}; is the server running?", file=sys.stderr)
+    return 2
+  return image_files.report(written, problems + failures)
+
+
+_DEFAULT = cli.defaults(Config)
 
 
 def define_flags():
@@ -171,35 +225,25 @@ def define_flags():
   of their own.
   """
   image_files.define_flags()
-  flags.DEFINE_enum("protocol", "rest", ["rest", "grpc"],
+  flags.DEFINE_enum("protocol", _DEFAULT["protocol"], list(PROTOCOLS),
                     "rest: TF Serving or serving.local_server; grpc: TF "
                     "Serving only, needs tensorflow-serving-api.")
-  flags.DEFINE_string("server", None,
+  flags.DEFINE_string("server", _DEFAULT["server"],
                       "REST base URL (default http://127.0.0.1:8501) or gRPC "
                       "host:port (default localhost:8500).")
-  flags.DEFINE_string("model_name", "lbam", "The served model's name.")
-  flags.DEFINE_enum("mask_polarity", "white", ["white", "black"],
+  flags.DEFINE_string("model_name", _DEFAULT["model_name"],
+                      "The served model's name.")
+  flags.DEFINE_enum("mask_polarity", _DEFAULT["mask_polarity"],
+                    list(POLARITIES),
                     "Which colour marks the holes in the mask files.")
-  flags.DEFINE_integer("batch_size", 4, "Images per request.")
-  flags.DEFINE_integer("timeout", 300, "Seconds to wait for one request.")
+  flags.DEFINE_integer("batch_size", _DEFAULT["batch_size"],
+                       "Images per request.")
+  flags.DEFINE_integer("timeout", _DEFAULT["timeout"],
+                       "Seconds to wait for one request.")
 
 
 def main(argv):
-  del argv
-  jobs, problems = image_files.plan_flags()
-  rest = FLAGS.protocol == "rest"
-  server = FLAGS.server or ("http://127.0.0.1:8501" if rest
-                            else "localhost:8500")
-  client = (RestClient if rest else GrpcClient)(server, FLAGS.model_name,
-                                                FLAGS.timeout)
-  try:
-    written, failures = inpaint_files(client, jobs, FLAGS.batch_size,
-                                      FLAGS.mask_polarity)
-  except urllib.error.URLError as error:
-    print(f"cannot reach {server}: "
-          f"{error.reason}; is the server running?", file=sys.stderr)
-    return 2
-  return image_files.report(written, problems + failures)
+  return cli.run_flags(Config, run)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ served), seeded by the file name, so every run draws the same holes. No
 TensorFlow here: both modes take a second.
 """
 
+import dataclasses
 import os
 
 from absl import app
@@ -18,34 +19,38 @@ from absl import flags
 import numpy as np
 from PIL import Image
 
+from lbam_tf import cli
 from lbam_tf import image_files
 from lbam_tf import masks
 
 GAP = 8
 ROW_HEIGHT = 256
 
-FLAGS = flags.FLAGS
+MODES = ("masks", "side_by_side")
 
 
-def define_flags():
-  """Defines the flags; only when run as a program, so importing is free."""
-  flags.DEFINE_enum("mode", None, ["masks", "side_by_side"],
-                    "masks: write one mask per image; side_by_side: write "
-                    "input | mask | output panels.")
-  flags.DEFINE_string("image_dir", "examples/images", "The sample images.")
-  flags.DEFINE_string("mask_dir", None,
-                      "Where masks are written (masks) or read (side_by_side): "
-                      "<stem>.png, white = hole.")
-  flags.DEFINE_string("output_dir", None,
-                      "side_by_side: the inpainted <stem>.png files.")
-  flags.DEFINE_string("side_by_side", None,
-                      "side_by_side: the PNG with one input | mask | output row "
-                      "per image; <stem>.png panels go beside it in a folder "
-                      "of the same name.")
-  flags.DEFINE_float("min_hole", 0.1, "masks: smallest hole ratio.")
-  flags.DEFINE_float("max_hole", 0.3, "masks: largest hole ratio.")
-  flags.DEFINE_integer("seed", 0, "masks: seed, combined with the file name.")
-  flags.mark_flags_as_required(["mode", "mask_dir"])
+@dataclasses.dataclass
+class Config:
+  """One run, as plain values (the flags, or a test's choice)."""
+  mode: str | None = None
+  image_dir: str = "examples/images"
+  mask_dir: str | None = None
+  output_dir: str | None = None
+  side_by_side: str | None = None
+  min_hole: float = 0.1
+  max_hole: float = 0.3
+  seed: int = 0
+
+  def check(self):
+    """Raises ValueError naming the bad value and what to do instead."""
+    if self.mode not in MODES:
+      raise ValueError(f"--mode {self.mode!r} is not one of {MODES}")
+    if not self.mask_dir:
+      raise ValueError("--mask_dir is required")
+    if self.mode == "side_by_side" and not (self.output_dir
+                                            and self.side_by_side):
+      raise ValueError("--mode side_by_side needs --output_dir and "
+                       "--side_by_side")
 
 
 def write_masks(image_dir, mask_dir, hole_range=(0.1, 0.3), seed=0):
@@ -99,19 +104,47 @@ def write_side_by_side(image_dir, mask_dir, output_dir, path):
   return len(rows)
 
 
+def run(config):
+  """Writes what `config.mode` asks for; returns a line saying what."""
+  if config.mode == "masks":
+    written = write_masks(config.image_dir, config.mask_dir,
+                          (config.min_hole, config.max_hole), config.seed)
+    return f"{len(written)} mask(s) written to {config.mask_dir}"
+  count = write_side_by_side(config.image_dir, config.mask_dir,
+                             config.output_dir, config.side_by_side)
+  return f"{count} input | mask | output row(s) in {config.side_by_side}"
+
+
+_DEFAULT = cli.defaults(Config)
+
+
+def define_flags():
+  """Defines the flags; only when run as a program, so importing is free."""
+  flags.DEFINE_enum("mode", _DEFAULT["mode"], list(MODES),
+                    "masks: write one mask per image; side_by_side: write "
+                    "input | mask | output panels.")
+  flags.DEFINE_string("image_dir", _DEFAULT["image_dir"],
+                      "The sample images.")
+  flags.DEFINE_string("mask_dir", _DEFAULT["mask_dir"],
+                      "Where masks are written (masks) or read (side_by_side): "
+                      "<stem>.png, white = hole.")
+  flags.DEFINE_string("output_dir", _DEFAULT["output_dir"],
+                      "side_by_side: the inpainted <stem>.png files.")
+  flags.DEFINE_string("side_by_side", _DEFAULT["side_by_side"],
+                      "side_by_side: the PNG with one input | mask | output row "
+                      "per image; <stem>.png panels go beside it in a folder "
+                      "of the same name.")
+  flags.DEFINE_float("min_hole", _DEFAULT["min_hole"],
+                     "masks: smallest hole ratio.")
+  flags.DEFINE_float("max_hole", _DEFAULT["max_hole"],
+                     "masks: largest hole ratio.")
+  flags.DEFINE_integer("seed", _DEFAULT["seed"],
+                       "masks: seed, combined with the file name.")
+  flags.mark_flags_as_required(["mode", "mask_dir"])
+
+
 def main(argv):
-  del argv
-  if FLAGS.mode == "masks":
-    written = write_masks(FLAGS.image_dir, FLAGS.mask_dir,
-                          (FLAGS.min_hole, FLAGS.max_hole), FLAGS.seed)
-    print(f"{len(written)} mask(s) written to {FLAGS.mask_dir}")
-    return
-  if not FLAGS.output_dir or not FLAGS.side_by_side:
-    raise app.UsageError("--mode side_by_side needs --output_dir and "
-                         "--side_by_side")
-  count = write_side_by_side(FLAGS.image_dir, FLAGS.mask_dir,
-                             FLAGS.output_dir, FLAGS.side_by_side)
-  print(f"{count} input | mask | output row(s) in {FLAGS.side_by_side}")
+  return cli.run_flags(Config, run)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ reports the model AVAILABLE, so the first user request does not pay for graph
 optimisation.
 """
 
+import dataclasses
 import os
 import shutil
 import uuid
@@ -38,11 +39,13 @@ import tensorflow as tf  # noqa: E402
 
 from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
 
+from lbam_tf import cli  # noqa: E402
+from lbam_tf import generator as generator_lib  # noqa: E402
 from lbam_tf import inpaint  # noqa: E402
 from lbam_tf import model_io  # noqa: E402
+from lbam_tf.signatures import SERVING_SIGNATURE  # noqa: E402
+from lbam_tf.signatures import TENSOR_SIGNATURE  # noqa: E402
 
-SERVING_SIGNATURE = inpaint.SERVING_SIGNATURE
-TENSOR_SIGNATURE = inpaint.TENSOR_SIGNATURE
 DEFAULT_MAX_PIXELS = inpaint.DEFAULT_MAX_PIXELS
 DEFAULT_MAX_IMAGES = inpaint.DEFAULT_MAX_IMAGES
 DEFAULT_MAX_REQUEST_PIXELS = inpaint.DEFAULT_MAX_REQUEST_PIXELS
@@ -253,7 +256,54 @@ def export(generator, export_dir, max_pixels=DEFAULT_MAX_PIXELS,
   return export_dir
 
 
-FLAGS = flags.FLAGS
+@dataclasses.dataclass
+class Config:
+  """One export, as plain values (the flags, or a test's choice)."""
+  weights: str | None = None
+  export_dir: str | None = None
+  variant: str | None = None
+  ablation: str | None = None
+  max_pixels: int = DEFAULT_MAX_PIXELS
+  max_images: int = DEFAULT_MAX_IMAGES
+  max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS
+  warmup_sizes: tuple = (256,)
+  overwrite: bool = False
+  precision: str = "float32"
+
+  def check(self):
+    """Raises ValueError naming the bad value and what to do instead.
+
+    Deletes and loads nothing: a bad --export_dir is refused before the
+    weights are read."""
+    for name in ("weights", "export_dir"):
+      if not getattr(self, name):
+        raise ValueError(f"--{name} is required")
+    if self.variant not in (None, *generator_lib.VARIANTS):
+      raise ValueError(f"--variant {self.variant!r} is not one of "
+                       f"{generator_lib.VARIANTS}")
+    if self.precision not in model_io.PRECISION_POLICIES:
+      raise ValueError(f"--precision {self.precision!r} is not one of "
+                       f"{sorted(model_io.PRECISION_POLICIES)}")
+    for size in self.warmup_sizes:
+      if not str(size).isdigit() or int(size) < 1:
+        raise ValueError(f"--warmup_sizes {size!r} is not a positive "
+                         "integer: give square sizes such as 256,512")
+    check_export_dir(self.export_dir, self.overwrite)
+
+
+def run(config):
+  """Loads `config.weights` and exports it; returns what it wrote."""
+  generator = model_io.load_generator(config.weights, variant=config.variant,
+                                      ablation=config.ablation)
+  export(generator, config.export_dir, config.max_pixels,
+         [int(size) for size in config.warmup_sizes], config.overwrite,
+         config.max_images, config.max_request_pixels, config.precision)
+  return (f"exported {config.weights} to {config.export_dir} in "
+          f"{config.precision} (signatures {SERVING_SIGNATURE}, "
+          f"{TENSOR_SIGNATURE})")
+
+
+_DEFAULT = cli.defaults(Config)
 
 
 def define_flags():
@@ -263,40 +313,42 @@ def define_flags():
   of their own.
   """
   flags.DEFINE_string(
-      "weights", None,
+      "weights", _DEFAULT["weights"],
       "What to export: a training model_dir, a .weights.h5 (with a config.json "
       "beside it for non-default variants), a .keras file, or the authors' "
       ".pth / .npz checkpoint.")
   flags.DEFINE_string(
-      "export_dir", None,
+      "export_dir", _DEFAULT["export_dir"],
       "Where to write the SavedModel: <model_base_path>/<version>, e.g. "
       "exports/lbam/1. TF Serving serves the highest version.")
-  flags.DEFINE_enum("variant", None, ["head", "original_bn"],
+  flags.DEFINE_enum("variant", _DEFAULT["variant"],
+                    list(generator_lib.VARIANTS),
                     "Generator layout, only needed for a .weights.h5 without a "
                     "config.json beside it.")
-  flags.DEFINE_string("ablation", None,
+  flags.DEFINE_string("ablation", _DEFAULT["ablation"],
                       "Generator ablation, as for --variant.")
   flags.DEFINE_integer(
-      "max_pixels", DEFAULT_MAX_PIXELS,
+      "max_pixels", _DEFAULT["max_pixels"],
       "Largest height*width a request may send; larger ones get "
       "INVALID_ARGUMENT instead of exhausting the server's memory. Checked "
       "from each file's header, before decoding.")
   flags.DEFINE_integer(
-      "max_images", DEFAULT_MAX_IMAGES,
+      "max_images", _DEFAULT["max_images"],
       "Most images per request (under TF Serving's batching: per merged "
       "batch, so at least its max_batch_size).")
   flags.DEFINE_integer(
-      "max_request_pixels", DEFAULT_MAX_REQUEST_PIXELS,
+      "max_request_pixels", _DEFAULT["max_request_pixels"],
       "Most pixels per request, all its images together.")
-  flags.DEFINE_list("warmup_sizes", ["256"],
+  flags.DEFINE_list("warmup_sizes",
+                    [str(size) for size in _DEFAULT["warmup_sizes"]],
                     "Square sizes of the warm-up requests written to "
                     "assets.extra (empty for none).")
-  flags.DEFINE_bool("overwrite", False,
+  flags.DEFINE_bool("overwrite", _DEFAULT["overwrite"],
                     "Replace an earlier export at --export_dir (a folder "
                     "holding anything else is refused). The new version is "
                     "written beside it and renamed into place; a failed "
                     "export keeps the old one.")
-  flags.DEFINE_enum("precision", "float32",
+  flags.DEFINE_enum("precision", _DEFAULT["precision"],
                     list(model_io.PRECISION_POLICIES),
                     "Weights and arithmetic of the exported generator. "
                     "bfloat16 is faster on CPUs with AVX512_BF16 or AMX "
@@ -305,19 +357,7 @@ def define_flags():
 
 
 def main(argv):
-  del argv
-  try:
-    check_export_dir(FLAGS.export_dir, FLAGS.overwrite)
-  except ValueError as error:
-    raise app.UsageError(str(error))
-  generator = model_io.load_generator(FLAGS.weights, variant=FLAGS.variant,
-                                      ablation=FLAGS.ablation)
-  export(generator, FLAGS.export_dir, FLAGS.max_pixels,
-         [int(size) for size in FLAGS.warmup_sizes], FLAGS.overwrite,
-         FLAGS.max_images, FLAGS.max_request_pixels, FLAGS.precision)
-  print(f"exported {FLAGS.weights} to {FLAGS.export_dir} in "
-        f"{FLAGS.precision} (signatures {SERVING_SIGNATURE}, "
-        f"{TENSOR_SIGNATURE})")
+  return cli.run_flags(Config, run)
 
 
 if __name__ == "__main__":

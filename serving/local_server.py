@@ -28,13 +28,16 @@ model, on --workers threads; past --max_connections open connections, new
 ones get 503. Bad requests get a 4xx and an error body, unexpected failures a
 500 with a generic message (the details go to the server's log); none stops
 the server.
+
+The model side (which version, TF Serving's JSON encoding, predict and
+metadata) is `serving.servable`; this module is the HTTP side and the
+command line.
 """
 
 import asyncio
-import base64
-import binascii
 import concurrent.futures
 import contextlib
+import dataclasses
 import http.client
 import json
 import os
@@ -51,33 +54,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
-from google.protobuf import json_format  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from tensorflow.core.framework import types_pb2  # noqa: E402
-from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
 
-from lbam_tf import inpaint  # noqa: E402
+from lbam_tf import cli  # noqa: E402
 from serving import web  # noqa: E402
+from serving.servable import RequestError  # noqa: E402
+from serving.servable import Servable  # noqa: E402
+from serving.servable import latest_version  # noqa: E402
 
-DEFAULT_SIGNATURE = "serving_default"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-#: TF Serving's canonical error code -> HTTP status (its http_rest_api_util).
-HTTP_STATUS = {
-    tf.errors.INVALID_ARGUMENT: 400,
-    tf.errors.FAILED_PRECONDITION: 400,
-    tf.errors.OUT_OF_RANGE: 400,
-    tf.errors.UNAUTHENTICATED: 401,
-    tf.errors.PERMISSION_DENIED: 403,
-    tf.errors.NOT_FOUND: 404,
-    tf.errors.ALREADY_EXISTS: 409,
-    tf.errors.RESOURCE_EXHAUSTED: 429,
-    tf.errors.CANCELLED: 499,
-    tf.errors.UNIMPLEMENTED: 501,
-    tf.errors.UNAVAILABLE: 503,
-    tf.errors.DEADLINE_EXCEEDED: 504,
-}
 
 _PATH = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?"
@@ -87,227 +71,6 @@ _PATH = re.compile(
 #: Request line and header section: larger ones get 431.
 MAX_HEADER_BYTES = 64 << 10
 MAX_HEADERS = 100
-
-
-class RequestError(Exception):
-  """A request the server answers with `status` and {"error": message}."""
-
-  def __init__(self, message, status=400):
-    super().__init__(message)
-    self.status = status
-
-
-def latest_version(model_base_path):
-  """The highest numeric folder under `model_base_path` holding a SavedModel."""
-  if not os.path.isdir(model_base_path):
-    raise ValueError(f"--model_base_path {model_base_path} is not a folder: "
-                     "give the folder that holds the numeric version folders")
-  versions = [int(name) for name in os.listdir(model_base_path)
-              if name.isdigit() and os.path.exists(
-                  os.path.join(model_base_path, name, "saved_model.pb"))]
-  if not versions:
-    raise ValueError(
-        f"no <version>/saved_model.pb under {model_base_path}: export one "
-        "with python -m serving.export --export_dir "
-        f"{os.path.join(model_base_path, '1')}")
-  return max(versions)
-
-
-def _from_json(value, name):
-  """Replaces {"b64": ...} objects (at any depth) by their bytes."""
-  if isinstance(value, dict):
-    if set(value) != {"b64"} or not isinstance(value["b64"], str):
-      raise RequestError(
-          f"input {name}: a JSON object must be {{\"b64\": \"<base64>\"}}, "
-          f"got keys {sorted(value)}")
-    try:
-      return base64.b64decode(value["b64"], validate=True)
-    except binascii.Error as error:
-      raise RequestError(f"input {name}: b64 value is not valid base64: "
-                         f"{error}") from error
-  if isinstance(value, list):
-    return [_from_json(item, name) for item in value]
-  return value
-
-
-def _to_json(name, value):
-  """JSON for an output: lists, with b64 objects for *_bytes outputs."""
-  if isinstance(value, np.ndarray):
-    return [_to_json(name, item) for item in value] if value.ndim else \
-        _to_json(name, value.item())
-  if isinstance(value, bytes):
-    if name.endswith("_bytes"):
-      return {"b64": base64.b64encode(value).decode("ascii")}
-    return value.decode("utf-8", errors="replace")
-  if isinstance(value, (np.floating, float)):
-    return float(value)
-  if isinstance(value, (np.integer, np.bool_)):
-    return value.item()
-  return value
-
-
-class Servable:
-  """One SavedModel version and TF Serving's predict / metadata logic.
-
-  Args:
-    model_base_path: folder of numeric version folders.
-    model_name: the name clients put in the URL.
-  """
-
-  def __init__(self, model_base_path, model_name="lbam"):
-    self.name = model_name
-    self.version = latest_version(model_base_path)
-    self.path = os.path.join(model_base_path, str(self.version))
-    saved_model = saved_model_pb2.SavedModel()
-    with open(os.path.join(self.path, "saved_model.pb"), "rb") as f:
-      saved_model.ParseFromString(f.read())
-    self.signature_defs = {
-        key: value
-        for key, value in saved_model.meta_graphs[0].signature_def.items()
-        if not key.startswith("__")}
-    self.model = tf.saved_model.load(self.path)
-
-  def status(self):
-    return {"model_version_status": [{
-        "version": str(self.version), "state": "AVAILABLE",
-        "status": {"error_code": "OK", "error_message": ""}}]}
-
-  def metadata(self):
-    signatures = {key: json_format.MessageToDict(
-        value, preserving_proto_field_name=True)
-                  for key, value in self.signature_defs.items()}
-    return {
-        "model_spec": {"name": self.name, "signature_name": "",
-                       "version": str(self.version)},
-        "metadata": {"signature_def": {
-            "signature_def": signatures,
-            "@type": "type.googleapis.com/tensorflow.serving.SignatureDefMap"}}}
-
-  def check_version(self, version):
-    if version is not None and int(version) != self.version:
-      raise RequestError(
-          f"Servable not found for request: Specific({self.name}, {version})",
-          404)
-
-  def _tensor(self, name, value, tensor_info):
-    value = _from_json(value, name)
-    try:
-      if tensor_info.dtype == types_pb2.DT_STRING:
-        array = np.array(value, dtype=object)
-        if any(not isinstance(x, (bytes, str)) for x in array.reshape(-1)):
-          raise ValueError("values must be strings, or {\"b64\": ...} objects "
-                           "for binary data")
-      else:
-        dtype = tf.dtypes.as_dtype(tensor_info.dtype)
-        array = np.asarray(value, dtype=dtype.as_numpy_dtype)
-    except (ValueError, TypeError) as error:
-      raise RequestError(f"input {name} cannot be read as a "
-                         f"{types_pb2.DataType.Name(tensor_info.dtype)} "
-                         f"tensor: {error}") from error
-    # As TF Serving's placeholders do; loaded signatures do not check ranks.
-    if not tensor_info.tensor_shape.unknown_rank:
-      want = tuple(d.size for d in tensor_info.tensor_shape.dim)
-      if len(want) != array.ndim or any(
-          w not in (-1, got) for w, got in zip(want, array.shape)):
-        raise RequestError(
-            f"input {name} has shape {array.shape} but the signature expects "
-            f"{want} (-1: any size)")
-    return tf.constant(array, tf.string if array.dtype == object else None)
-
-  def _columns_from_rows(self, instances, signature):
-    if not isinstance(instances, list) or not instances:
-      raise RequestError("instances must be a non-empty list")
-    if all(isinstance(row, dict) and "b64" not in row for row in instances):
-      names = set(instances[0])
-      for index, row in enumerate(instances):
-        if set(row) != names:
-          raise RequestError(
-              f"instances[{index}] has inputs {sorted(row)} but instances[0] "
-              f"has {sorted(names)}: every instance needs the same named "
-              "inputs")
-      return {name: [row[name] for row in instances] for name in names}
-    if len(signature.inputs) != 1:
-      raise RequestError(
-          "instances must be objects naming the inputs "
-          f"{sorted(signature.inputs)}, e.g. "
-          '{"instances": [{"image_bytes": {"b64": ...}, ...}]}')
-    return {next(iter(signature.inputs)): instances}
-
-  def predict(self, body):
-    """Answers a predict request body (bytes) with a JSON-able dict."""
-    try:
-      request = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-      raise RequestError(f"JSON Parse error: {error}") from error
-    except RecursionError as error:
-      raise RequestError("JSON Parse error: nested too deeply") from error
-    if not isinstance(request, dict):
-      raise RequestError("the request body must be a JSON object")
-    signature_name = request.get("signature_name", DEFAULT_SIGNATURE)
-    if not isinstance(signature_name, str):
-      raise RequestError(f"signature_name must be a string, got "
-                         f"{type(signature_name).__name__}")
-    if signature_name not in self.signature_defs:
-      raise RequestError(
-          f"Serving signature key \"{signature_name}\" not found; this model "
-          f"has {sorted(self.signature_defs)}")
-    signature = self.signature_defs[signature_name]
-    row_form = "instances" in request
-    if row_form == ("inputs" in request):
-      raise RequestError(
-          "the request must have exactly one of \"instances\" (row form) or "
-          "\"inputs\" (column form)")
-    if row_form:
-      columns = self._columns_from_rows(request["instances"], signature)
-    else:
-      columns = request["inputs"]
-      named = isinstance(columns, dict) and "b64" not in columns
-      if not named and len(signature.inputs) == 1:
-        columns, named = {next(iter(signature.inputs)): columns}, True
-      if not named:
-        raise RequestError("inputs must be an object naming the inputs "
-                           f"{sorted(signature.inputs)}")
-
-    unknown = set(columns) - set(signature.inputs)
-    missing = set(signature.inputs) - set(columns) - set(signature.defaults)
-    if unknown or missing:
-      raise RequestError(
-          f"input size does not match signature {signature_name}: sent extra "
-          f"{sorted(unknown)}, missing but required {sorted(missing)}")
-    tensors = {name: self._tensor(name, value, signature.inputs[name])
-               for name, value in columns.items()}
-    for name in set(signature.defaults) - set(columns):
-      tensors[name] = tf.constant(tf.make_ndarray(signature.defaults[name]))
-
-    function = self.model.signatures[signature_name]
-    try:
-      outputs = function(**tensors)
-    except tf.errors.OpError as error:
-      if error.error_code not in HTTP_STATUS:
-        raise  # INTERNAL, UNKNOWN, ...: the server's fault, logged as such
-      raise RequestError(inpaint.error_text(error.message),
-                         HTTP_STATUS[error.error_code]) from error
-    except (ValueError, TypeError) as error:
-      sent = ", ".join(f"{k}: {v.dtype.name} {v.shape}"
-                       for k, v in sorted(tensors.items()))
-      raise RequestError(f"inputs ({sent}) do not fit signature "
-                         f"{signature_name}: {error}") from error
-
-    outputs = {name: value.numpy() for name, value in outputs.items()}
-    if not row_form:
-      if len(outputs) == 1:
-        ((name, value),) = outputs.items()
-        return {"outputs": _to_json(name, value)}
-      return {"outputs": {k: _to_json(k, v) for k, v in outputs.items()}}
-    sizes = {len(value) for value in outputs.values()}
-    if len(sizes) != 1:
-      raise RequestError("outputs have different batch sizes; ask in column "
-                         "form (\"inputs\")")
-    if len(outputs) == 1:
-      ((name, value),) = outputs.items()
-      return {"predictions": _to_json(name, value)}
-    return {"predictions": [{k: _to_json(k, v[i]) for k, v in outputs.items()}
-                            for i in range(sizes.pop())]}
 
 
 class Server:
@@ -612,7 +375,49 @@ def subprocess_server(model_base_path, log, args=(), timeout=180):
       server.wait(timeout=20)
 
 
-FLAGS = flags.FLAGS
+@dataclasses.dataclass
+class Config:
+  """One server, as plain values (the flags, or a test's choice)."""
+  model_base_path: str | None = None
+  model_name: str = "lbam"
+  host: str = "127.0.0.1"
+  port: int = 8501
+  max_request_bytes: int = 64 << 20
+  workers: int = 4
+  request_timeout: float = 30.0
+  max_connections: int = 1000
+  verbose: bool = False
+
+  def check(self):
+    """Raises ValueError naming the bad value and what to do instead."""
+    if not self.model_base_path:
+      raise ValueError("--model_base_path is required")
+    for name in ("max_request_bytes", "workers", "max_connections"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"--{name} {getattr(self, name)} must be >= 1")
+    if self.request_timeout <= 0:
+      raise ValueError(f"--request_timeout {self.request_timeout} must be > 0")
+    latest_version(self.model_base_path)
+
+
+def run(config):
+  """Loads the model and serves it until SIGTERM or SIGINT."""
+  servable = Servable(config.model_base_path, config.model_name)
+  server = Server(servable, config.max_request_bytes, config.workers,
+                  config.request_timeout, config.max_connections,
+                  config.verbose)
+
+  def ready(host, port):
+    print(f"serving {servable.name} version {servable.version} from "
+          f"{servable.path} on http://{host}:{port}/v1/models/{servable.name} "
+          "(development stand-in for TF Serving's REST API)", flush=True)
+    print(f"inpainting page: http://{host}:{port}/", flush=True)
+
+  asyncio.run(server.serve(config.host, config.port, ready))
+  print("server stopped", file=sys.stderr, flush=True)
+
+
+_DEFAULT = cli.defaults(Config)
 
 
 def define_flags():
@@ -621,58 +426,38 @@ def define_flags():
   Other programs (bench/serving.py, tests) import this module and have flags
   of their own.
   """
-  flags.DEFINE_string("model_base_path", None,
+  flags.DEFINE_string("model_base_path", _DEFAULT["model_base_path"],
                       "Folder of numeric version folders written by "
                       "serving.export (e.g. out/export/lbam); the highest "
                       "version is served.")
-  flags.DEFINE_string("model_name", "lbam",
+  flags.DEFINE_string("model_name", _DEFAULT["model_name"],
                       "Model name in the URLs: /v1/models/<model_name>.")
-  flags.DEFINE_string("host", "127.0.0.1",
+  flags.DEFINE_string("host", _DEFAULT["host"],
                       "Address to listen on; 0.0.0.0 exposes the server to the "
                       "network.")
-  flags.DEFINE_integer("port", 8501,
+  flags.DEFINE_integer("port", _DEFAULT["port"],
                        "REST port (TF Serving's default is 8501); 0 picks a "
                        "free one, printed at start.")
-  flags.DEFINE_integer("max_request_bytes", 64 << 20,
-                       "Larger request bodies get HTTP 413; such a body is read "
-                       "and discarded, never held.")
-  flags.DEFINE_integer("workers", 4,
+  flags.DEFINE_integer("max_request_bytes", _DEFAULT["max_request_bytes"],
+                       "Larger request bodies get HTTP 413; such a body is "
+                       "read and discarded, never held.")
+  flags.DEFINE_integer("workers", _DEFAULT["workers"],
                        "Threads running requests on the model; complete "
                        "requests beyond them wait their turn.")
-  flags.DEFINE_float("request_timeout", 30.0,
+  flags.DEFINE_float("request_timeout", _DEFAULT["request_timeout"],
                      "Seconds for a whole request (headers and body) to "
                      "arrive, else HTTP 408; idle connections close after "
                      "as long.")
-  flags.DEFINE_integer("max_connections", 1000,
+  flags.DEFINE_integer("max_connections", _DEFAULT["max_connections"],
                        "Open connections; more get HTTP 503. With "
                        "--max_request_bytes it bounds buffered memory.")
-  flags.DEFINE_bool("verbose", False, "Log every request to stderr.")
+  flags.DEFINE_bool("verbose", _DEFAULT["verbose"],
+                    "Log every request to stderr.")
   flags.mark_flag_as_required("model_base_path")
 
 
 def main(argv):
-  del argv
-  for name in ("max_request_bytes", "workers", "max_connections"):
-    if FLAGS[name].value < 1:
-      raise app.UsageError(f"--{name} {FLAGS[name].value} must be >= 1")
-  if FLAGS.request_timeout <= 0:
-    raise app.UsageError(
-        f"--request_timeout {FLAGS.request_timeout} must be > 0")
-  try:
-    servable = Servable(FLAGS.model_base_path, FLAGS.model_name)
-  except ValueError as error:
-    raise app.UsageError(str(error))
-  server = Server(servable, FLAGS.max_request_bytes, FLAGS.workers,
-                  FLAGS.request_timeout, FLAGS.max_connections, FLAGS.verbose)
-
-  def ready(host, port):
-    print(f"serving {servable.name} version {servable.version} from "
-          f"{servable.path} on http://{host}:{port}/v1/models/{servable.name} "
-          "(development stand-in for TF Serving's REST API)", flush=True)
-    print(f"inpainting page: http://{host}:{port}/", flush=True)
-
-  asyncio.run(server.serve(FLAGS.host, FLAGS.port, ready))
-  print("server stopped", file=sys.stderr, flush=True)
+  return cli.run_flags(Config, run)
 
 
 if __name__ == "__main__":

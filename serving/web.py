@@ -12,6 +12,7 @@ files and sends no CORS headers, this module serves it and forwards every
 `/v1/` request to `--tf_serving` unchanged, status and body included.
 """
 
+import dataclasses
 import http.server
 import json
 import mimetypes
@@ -24,6 +25,8 @@ import urllib.request
 
 from absl import app
 from absl import flags
+
+from lbam_tf import cli
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                           "static")
@@ -140,26 +143,29 @@ class ProxyServer(http.server.ThreadingHTTPServer):
     self.verbose = verbose
 
 
-FLAGS = flags.FLAGS
+@dataclasses.dataclass
+class Config:
+  """One page server, as plain values (the flags, or a test's choice)."""
+  tf_serving: str = "http://127.0.0.1:8501"
+  host: str = "127.0.0.1"
+  port: int = 8080
+  timeout: int = 300
+  verbose: bool = False
+
+  def check(self):
+    """Raises ValueError naming the bad value and what to do instead."""
+    if not self.tf_serving.startswith(("http://", "https://")):
+      raise ValueError(f"--tf_serving {self.tf_serving!r} is not an http(s) "
+                       "URL: give TF Serving's REST base URL, e.g. "
+                       "http://127.0.0.1:8501")
+    if self.timeout < 1:
+      raise ValueError(f"--timeout {self.timeout} must be at least 1")
 
 
-def define_flags():
-  """Defines the CLI's flags, only when run as a program."""
-  flags.DEFINE_string("tf_serving", "http://127.0.0.1:8501",
-                      "TF Serving's REST base URL; /v1/ requests go there.")
-  flags.DEFINE_string("host", "127.0.0.1",
-                      "Address to listen on; 0.0.0.0 exposes the page to the "
-                      "network.")
-  flags.DEFINE_integer("port", 8080, "Port of the page; 0 picks a free one.")
-  flags.DEFINE_integer("timeout", 300,
-                       "Seconds to wait for TF Serving's answer.")
-  flags.DEFINE_bool("verbose", False, "Log every request to stderr.")
-
-
-def main(argv):
-  del argv
-  server = ProxyServer((FLAGS.host, FLAGS.port), FLAGS.tf_serving,
-                       FLAGS.timeout, FLAGS.verbose)
+def run(config):
+  """Serves the page and forwards /v1/ until SIGTERM or Ctrl-C."""
+  server = ProxyServer((config.host, config.port), config.tf_serving,
+                       config.timeout, config.verbose)
   host, port = server.server_address[:2]
   signal.signal(signal.SIGTERM, lambda *_: threading.Thread(
       target=server.shutdown, daemon=True).start())
@@ -172,6 +178,28 @@ def main(argv):
   finally:
     server.server_close()
   print("page server stopped", file=sys.stderr, flush=True)
+
+
+_DEFAULT = cli.defaults(Config)
+
+
+def define_flags():
+  """Defines the CLI's flags, only when run as a program."""
+  flags.DEFINE_string("tf_serving", _DEFAULT["tf_serving"],
+                      "TF Serving's REST base URL; /v1/ requests go there.")
+  flags.DEFINE_string("host", _DEFAULT["host"],
+                      "Address to listen on; 0.0.0.0 exposes the page to the "
+                      "network.")
+  flags.DEFINE_integer("port", _DEFAULT["port"],
+                       "Port of the page; 0 picks a free one.")
+  flags.DEFINE_integer("timeout", _DEFAULT["timeout"],
+                       "Seconds to wait for TF Serving's answer.")
+  flags.DEFINE_bool("verbose", _DEFAULT["verbose"],
+                    "Log every request to stderr.")
+
+
+def main(argv):
+  return cli.run_flags(Config, run)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import tensorflow as tf  # noqa: E402
 
 from lbam_tf import convert  # noqa: E402
 from lbam_tf import generator as generator_lib  # noqa: E402
+from lbam_tf import model_io  # noqa: E402
 
 tf.config.threading.set_intra_op_parallelism_threads(2)
 tf.config.threading.set_inter_op_parallelism_threads(2)
@@ -69,5 +70,5 @@ def head_weights(varied_generator, tmp_path_factory):
   user hands it to the CLIs; returns the weights path."""
   folder = tmp_path_factory.mktemp("weights")
   varied_generator.save_weights(str(folder / "g.weights.h5"))
-  convert.write_config(str(folder), {"variant": "head", "ablation": "none"})
+  model_io.write_config(str(folder), {"variant": "head", "ablation": "none"})
   return str(folder / "g.weights.h5")

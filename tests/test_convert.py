@@ -165,17 +165,6 @@ def test_load_state_dict_file_refuses_other_files(tmp_path):
     convert.load_state_dict_file(path)
 
 
-def test_write_config_never_overwrites_another_config(tmp_path):
-  head = {"variant": "head", "ablation": "none"}
-  convert.write_config(tmp_path, head)
-  convert.write_config(tmp_path, head)
-  with open(tmp_path / "config.json") as f:
-    assert json.load(f) == head
-  with pytest.raises(ValueError, match="already exists"):
-    convert.write_config(tmp_path, {"variant": "original_bn",
-                                    "ablation": "none"})
-
-
 def _run_cli(*args, block_torch=False):
   """Runs the convert CLI in a fresh process; with block_torch, `import
   torch` fails there, which shows a .pth converts without PyTorch."""

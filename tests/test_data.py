@@ -41,7 +41,7 @@ def data_dir(tmp_path_factory):
     data.write_tfrecords(
         os.path.join(root, data.shard_name("masks", split, 0, 1)),
         [data.mask_example(_mask(i), f"m/{split}/{i}") for i in range(NUM_MASKS)])
-  with open(os.path.join(root, "manifest.json"), "w") as f:
+  with open(os.path.join(root, data.MANIFEST_NAME), "w") as f:
     json.dump({"flags": {"crop_size": STORED}}, f)
   return root
 
@@ -149,3 +149,12 @@ def test_missing_records_name_the_remedy(tmp_path):
     data.read_images(str(tmp_path), "train")
   with pytest.raises(ValueError, match="validation"):
     data.read_masks(str(tmp_path), "validation")
+
+
+def test_read_manifest(data_dir, tmp_path):
+  assert data.read_manifest(data_dir) == {"flags": {"crop_size": STORED}}
+  with pytest.raises(FileNotFoundError,
+                     match="manifest.json does not exist: run python -m "
+                           "pipeline.preprocess first"):
+    data.read_manifest(str(tmp_path))
+  assert data.stored_crop_size(str(tmp_path)) is None

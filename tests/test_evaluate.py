@@ -1,4 +1,4 @@
-"""lbam_tf.evaluate end to end: pairing, binning, baselines, outputs, ablation.
+"""lbam_tf.evaluation and its command line lbam_tf.evaluate end to end: pairing, binning, baselines, outputs, ablation.
 
 Expected values are computed here independently (numpy, direct generator
 calls), never read back from the module under test.
@@ -17,10 +17,12 @@ import pytest
 import tensorflow as tf
 
 from lbam_tf import data
-from lbam_tf import evaluate
 from lbam_tf import generator as generator_lib
 from lbam_tf import masks as masks_lib
 from lbam_tf import metrics
+from lbam_tf.evaluation import config as config_lib
+from lbam_tf.evaluation import pairs as pairs_lib
+from lbam_tf.evaluation import runner
 
 CROP = 128
 #: Hole ratios of the test masks: one per bin, plus two outside every bin.
@@ -132,7 +134,15 @@ def _run(model_paths, output_dir, folders, **kwargs):
                  batch_size=6,
                  num_examples=2)
   options.update(kwargs)
-  return evaluate.run(model_paths, str(output_dir), **options)
+  return _evaluate(model_paths, output_dir, **options)
+
+
+def _evaluate(model_paths, output_dir, **options):
+  """runner.run for one model (--model) or several (--ablation)."""
+  models = ({"model": model_paths[0]} if len(model_paths) == 1 else
+            {"ablation": model_paths})
+  return runner.run(
+      config_lib.EvalConfig(output_dir=str(output_dir), **models, **options))
 
 
 def _truth_and_mask(folders, pair):
@@ -161,12 +171,12 @@ def test_pairing_is_deterministic_bin_balanced_and_drops_out_of_bin_masks():
   for k, ratio in enumerate(RATIOS):
     known = (_hole_mask_picture(ratio, 20) == 0).astype(np.float32)[..., None]
     masks.append((f"m{k}", known))
-  pairs, dropped = evaluate.pair_images_with_masks(images, masks, 0, seed=3)
-  again, _ = evaluate.pair_images_with_masks(list(reversed(images)),
+  pairs, dropped = pairs_lib.pair_images_with_masks(images, masks, 0, seed=3)
+  again, _ = pairs_lib.pair_images_with_masks(list(reversed(images)),
                                              masks[::-1],
                                              0,
                                              seed=3)
-  other, _ = evaluate.pair_images_with_masks(images, masks, 0, seed=4)
+  other, _ = pairs_lib.pair_images_with_masks(images, masks, 0, seed=4)
 
   assert dropped == 2
   assert [(p.image_key, p.mask_key) for p in pairs
@@ -180,7 +190,7 @@ def test_pairing_is_deterministic_bin_balanced_and_drops_out_of_bin_masks():
     lower, upper = masks_lib.HOLE_RATIO_BINS[p.bin]
     assert lower < holes <= upper
   # num_images keeps a prefix of the same permutation.
-  first, _ = evaluate.pair_images_with_masks(images, masks, 5, seed=3)
+  first, _ = pairs_lib.pair_images_with_masks(images, masks, 5, seed=3)
   assert [p.image_key for p in first] == [p.image_key for p in pairs[:5]]
 
 
@@ -268,13 +278,13 @@ def test_black_polarity_reads_the_same_masks(folders, identity_model, tmp_path):
 def test_chosen_baselines_only(folders, identity_model, tmp_path):
   all_methods = _run([identity_model], tmp_path / "all", folders, num_images=6)
   telea = _run([identity_model], tmp_path / "telea", folders, num_images=6,
-               baseline_methods=("telea",))
+               baselines=("telea",))
   assert sorted(telea["table"]) == ["ours", "telea"]
   assert telea["table"]["telea"] == all_methods["table"]["telea"]
   assert telea["flags"]["baselines"] == ["telea"]
   with pytest.raises(ValueError, match="'sift' is not one of"):
     _run([identity_model], tmp_path / "bad", folders, num_images=6,
-         baseline_methods=("sift",))
+         baselines=("sift",))
 
 
 def _check_against_direct_calls(results, column, generator, folders):
@@ -387,11 +397,11 @@ def test_data_dir_scores_match_the_records_written(folders, identity_model,
   data.write_tfrecords(
       str(data_dir / data.shard_name("masks", "test", 0, 1)),
       [data.mask_example(p, f"m{k}") for k, p in enumerate(pictures)])
-  from_records = evaluate.run([identity_model],
-                              str(tmp_path / "records"),
-                              data_dir=str(data_dir),
-                              crop_size=CROP,
-                              num_images=NUM_IMAGES)
+  from_records = _evaluate([identity_model],
+                           tmp_path / "records",
+                           data_dir=str(data_dir),
+                           crop_size=CROP,
+                           num_images=NUM_IMAGES)
   assert from_records["data"]["images_available"] == NUM_IMAGES
   assert from_records["data"]["masks_outside_bins"] == 2
   assert len({p["image"] for p in from_records["pairs"]}) == NUM_IMAGES
@@ -411,21 +421,34 @@ def test_data_dir_scores_match_the_records_written(folders, identity_model,
 
 def test_rejects_ambiguous_inputs(folders, identity_model, tmp_path):
   with pytest.raises(ValueError, match="--data_dir or --image_dir"):
-    evaluate.run([identity_model],
-                 str(tmp_path),
-                 data_dir="x",
-                 image_dir=folders["image_dir"],
-                 mask_dir=folders["mask_dir"])
+    _evaluate([identity_model],
+              tmp_path,
+              data_dir="x",
+              image_dir=folders["image_dir"],
+              mask_dir=folders["mask_dir"])
   with pytest.raises(ValueError, match="needs --mask_dir"):
-    evaluate.run([identity_model],
-                 str(tmp_path),
-                 image_dir=folders["image_dir"])
+    _evaluate([identity_model],
+              tmp_path,
+              image_dir=folders["image_dir"])
   only_large = tmp_path / "large_holes"
   only_large.mkdir()
   cv2.imwrite(str(only_large / "m.png"), _hole_mask_picture(0.8))
   with pytest.raises(ValueError, match="mask_polarity"):
-    evaluate.run([identity_model],
-                 str(tmp_path),
-                 image_dir=folders["image_dir"],
-                 mask_dir=str(only_large),
-                 crop_size=CROP)
+    _evaluate([identity_model],
+              tmp_path,
+              image_dir=folders["image_dir"],
+              mask_dir=str(only_large),
+              crop_size=CROP)
+
+
+def test_config_check_names_the_bad_value():
+  good = dict(model="m", image_dir="i", mask_dir="k")
+  assert config_lib.EvalConfig(**good).check().crop_size == 256
+  with pytest.raises(ValueError, match="exactly one"):
+    config_lib.EvalConfig(image_dir="i", mask_dir="k").check()
+  with pytest.raises(ValueError, match="--crop_size 8"):
+    config_lib.EvalConfig(crop_size=8, **good).check()
+  with pytest.raises(ValueError, match="--batch_size 0"):
+    config_lib.EvalConfig(batch_size=0, **good).check()
+  with pytest.raises(ValueError, match="'sift' is not one of"):
+    config_lib.EvalConfig(baselines=("sift",), **good).check()

@@ -169,6 +169,15 @@ def test_size_is_checked_from_the_header_before_decoding(tmp_path):
   assert {r["outcome"] for r in results} == {"Rejected"}
 
 
+def test_pillow_limit_is_ours_per_call_and_untouched_by_import():
+  # Importing decode leaves Pillow's process-wide limit as Pillow sets it;
+  # a header over that limit but within --max_pixels is still accepted.
+  assert Image.MAX_IMAGE_PIXELS == 1024 * 1024 * 1024 // 4 // 3
+  huge = _png_declaring(23_000, 23_000)  # 529 M pixels: Pillow alone refuses
+  assert decode.check_header(huge, 600_000_000) == (23_000, 23_000)
+  assert Image.MAX_IMAGE_PIXELS == 1024 * 1024 * 1024 // 4 // 3
+
+
 def test_other_formats_are_not_decoded():
   buffer = io.BytesIO()
   Image.new("RGB", (40, 30)).save(buffer, "TIFF")

@@ -70,3 +70,13 @@ def test_check_spatial_size_error_names_size_and_remedy():
   image_ops.check_spatial_size(128, 384)
   with pytest.raises(ValueError, match=r"200x256.*256x256"):
     image_ops.check_spatial_size(200, 256)
+
+
+def test_to_uint8_clips_scales_and_rounds_half_to_even():
+  values = np.array([-0.5, 0.0, 0.5 / 255, 1.5 / 255, 0.5, 1.0, 2.0],
+                    np.float32)
+  expected = np.round(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)
+  result = image_ops.to_uint8(values)
+  assert result.dtype == tf.uint8
+  np.testing.assert_array_equal(result.numpy(), expected)
+  assert result.numpy().tolist() == [0, 0, 0, 2, 128, 255, 255]

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 from numpy.lib.stride_tricks import sliding_window_view
 
+from lbam_tf import cpu_conv
 from lbam_tf import layers
 
 # The reference's clamp ranges and initialisations, written out here (from
@@ -248,12 +249,12 @@ def _op_types(fn, *args):
 def test_conv_stride2_paths_match_torch_conv(kernel_size, height, expected_op):
   x = _random((1, height, 32, 5), 11, -1, 1)
   kernel = _random((kernel_size, kernel_size, 5, 6), 12, -1, 1)
-  ops_used = _op_types(layers.conv_stride2, tf.constant(x), tf.constant(kernel))
+  ops_used = _op_types(cpu_conv.conv_stride2, tf.constant(x), tf.constant(kernel))
   assert expected_op in ops_used
   assert ({"MatMul", "Conv2D"} - {expected_op}).isdisjoint(ops_used)
   expected = _np_conv(x, kernel)
-  _assert_close(layers.conv_stride2(x, kernel), expected)
-  dynamic = tf.function(layers.conv_stride2, input_signature=[
+  _assert_close(cpu_conv.conv_stride2(x, kernel), expected)
+  dynamic = tf.function(cpu_conv.conv_stride2, input_signature=[
       tf.TensorSpec([None, None, None, 5]), tf.TensorSpec(kernel.shape)])
   _assert_close(dynamic(x, kernel), expected)
 
@@ -264,7 +265,7 @@ def test_conv_stride2_kernel_gradient_matches_numpy(height):
   weights = _random((1, height // 2, 16, 6), 14, -1, 1)
   kernel = tf.Variable(_random((4, 4, 5, 6), 15, -1, 1))
   with tf.GradientTape() as tape:
-    loss = tf.reduce_sum(layers.conv_stride2(tf.constant(x), kernel) * weights)
+    loss = tf.reduce_sum(cpu_conv.conv_stride2(tf.constant(x), kernel) * weights)
   padded = np.pad(x.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
   windows = sliding_window_view(padded, (4, 4), axis=(1, 2))[:, ::2, ::2]
   expected = np.einsum("bhwcij,bhwo->ijco", windows, weights)
@@ -272,14 +273,14 @@ def test_conv_stride2_kernel_gradient_matches_numpy(height):
 
 
 def test_wide_transposed_conv_takes_the_matmul_path_and_matches_torch():
-  filters = layers.MATMUL_TRANSPOSE_MIN_FILTERS
+  filters = cpu_conv.MATMUL_TRANSPOSE_MIN_FILTERS
   x = _random((2, 3, 5, 4), 16, -1, 1)
   kernel = tf.Variable(_random((4, 4, filters, 4), 17, -0.1, 0.1))
-  ops_used = _op_types(layers.conv_transpose_stride2, tf.constant(x), kernel)
+  ops_used = _op_types(cpu_conv.conv_transpose_stride2, tf.constant(x), kernel)
   assert "MatMul" in ops_used and "Conv2DBackpropInput" not in ops_used
   weights = _random((2, 6, 10, filters), 18, -1, 1)
   with tf.GradientTape(persistent=True) as tape:
-    out = layers.conv_transpose_stride2(tf.constant(x), kernel)
+    out = cpu_conv.conv_transpose_stride2(tf.constant(x), kernel)
     loss = tf.reduce_sum(out * weights)
     reference = tf.nn.conv2d_transpose(x, kernel, [2, 6, 10, filters], 2,
                                        "SAME")

@@ -5,6 +5,7 @@ import collections
 import numpy as np
 import pytest
 
+from lbam_tf import image_ops
 from lbam_tf import masks
 
 SIZES = [(256, 256), (128, 192), (200, 96)]
@@ -28,6 +29,20 @@ def test_hole_ratio_falls_in_requested_bin(kind, bin_index):
     # Hole = 255 (white): count the white pixels directly.
     ratio = np.count_nonzero(mask == 255) / mask.size
     assert lower < ratio <= upper
+
+
+def test_hole_ratio_counts_hole_pixels_of_pictures_and_model_masks():
+  picture = np.zeros((10, 10), np.uint8)
+  picture[:3] = 255  # 30 of 100 pixels are holes
+  picture[3, 0] = 127  # below 128: known
+  assert masks.hole_ratio(picture) == pytest.approx(0.3)
+  # A model mask (1 = known) is counted through the one conversion.
+  known = np.ones((10, 10, 1), np.float32)
+  known[:3] = 0.0
+  hole_picture = image_ops.hole_image_from_known_mask(known)
+  assert masks.hole_ratio(hole_picture) == pytest.approx(0.3)
+  assert masks.hole_ratio(
+      image_ops.hole_image_from_known_mask(np.ones((4, 4, 1)))) == 0.0
 
 
 @pytest.mark.parametrize("kind", masks.KINDS)

@@ -117,12 +117,6 @@ def test_mismatched_shapes_name_both():
     metrics.psnr(np.zeros((1, 16, 16, 3)), np.zeros((1, 16, 17, 3)))
 
 
-def test_hole_ratio_counts_hole_pixels():
-  mask = np.ones((2, 10, 10, 1), np.float32)
-  mask[0, :3, :] = 0.0  # 30 of 100 pixels are holes
-  np.testing.assert_allclose(metrics.hole_ratio(mask), [0.3, 0.0])
-
-
 def test_frechet_distance_of_diagonal_gaussians_by_hand():
   # Samples whose means and (unbiased) variances are exactly known: for
   # diagonal covariances d = |mu_a - mu_b|^2 + sum_i (sigma_a,i - sigma_b,i)^2.

@@ -1,6 +1,7 @@
 """load_generator on every kind of path it accepts, and on ones it refuses."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -137,3 +138,25 @@ def test_paths_that_are_none_of_these(tmp_path):
   _write_config(tmp_path, variant="head", ablation="none")
   with pytest.raises(ValueError, match="neither a TF checkpoint nor"):
     model_io.load_generator(tmp_path)
+
+
+def test_write_config_keeps_the_architecture(tmp_path):
+  head = {"variant": "head", "ablation": "none"}
+  model_io.write_config(tmp_path, head)
+  model_io.write_config(tmp_path, head)
+  assert model_io.read_config(tmp_path) == head
+  with pytest.raises(ValueError, match="already exists with variant='head'"):
+    model_io.write_config(tmp_path, {"variant": "original_bn",
+                                     "ablation": "none"})
+  assert model_io.read_config(tmp_path) == head
+  # As training writes it: every flag; converted weights beside it keep them.
+  model_io.write_config(tmp_path, {**head, "critic_normalization": "batch",
+                                   "batch_size": 8})
+  model_io.write_config(tmp_path, head)
+  assert model_io.read_config(tmp_path)["batch_size"] == 8
+  with pytest.raises(ValueError, match="critic_normalization.*new --model_dir"):
+    model_io.write_config(tmp_path, {"critic_normalization": "layer"})
+  assert sorted(os.listdir(tmp_path)) == ["config.json"]
+  # Defaults filled in for a config without them.
+  (tmp_path / "config.json").write_text("{}")
+  assert model_io.read_config(tmp_path) == head
