@@ -22,11 +22,11 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 from absl import app, flags, logging  # noqa: E402
 
+from lbam_tf import cli  # noqa: E402
 from lbam_tf import train_config  # noqa: E402
 
 FLAGS = flags.FLAGS
-_DEFAULT = {field.name: field.default
-            for field in dataclasses.fields(train_config.TrainConfig)}
+_DEFAULT = cli.defaults(train_config.TrainConfig)
 
 
 def define_flags():

@@ -25,7 +25,6 @@ The recipe, in sections: strategy, data, model, callbacks, fit.
 """
 
 import dataclasses
-import json
 import math
 import os
 import shutil
@@ -57,31 +56,11 @@ class TrainResult:
   validation: dict | None     # the last val PSNR / SSIM / L1 means
 
 
-def write_config(config, model_dir):
-  """config.json with every field; a resumed run must keep the architecture."""
-  path = os.path.join(model_dir, model_io.CONFIG_NAME)
-  values = dataclasses.asdict(config)
-  if tf.io.gfile.exists(path):
-    with tf.io.gfile.GFile(path) as f:
-      previous = json.load(f)
-    for key in ("variant", "ablation", "critic_normalization"):
-      if previous.get(key) != values[key]:
-        raise ValueError(
-            f"--{key} {values[key]!r} differs from {previous.get(key)!r} in "
-            f"{path}: resume with the same architecture or use a new "
-            "--model_dir")
-  temporary = path + ".tmp"
-  with tf.io.gfile.GFile(temporary, "w") as f:
-    json.dump(values, f, indent=2, sort_keys=True)
-  tf.io.gfile.rename(temporary, path, overwrite=True)
-
-
 def total_steps(config):
   """config.train_steps, else config.epochs passes over the train split."""
   if config.train_steps > 0:
     return config.train_steps
-  with tf.io.gfile.GFile(os.path.join(config.data_dir, "manifest.json")) as f:
-    count = json.load(f)["counts"]["images"]["train"]
+  count = data.read_manifest(config.data_dir)["counts"]["images"]["train"]
   return max(1, math.ceil(config.epochs * count / config.batch_size))
 
 
@@ -208,7 +187,8 @@ def train(config):
     model_dir = (config.model_dir if chief
                  else os.path.join(scratch, "model_dir"))
     tf.io.gfile.makedirs(model_dir)
-    write_config(config, model_dir)
+    # Every field: a resumed run must keep the architecture.
+    model_io.write_config(model_dir, dataclasses.asdict(config))
     steps = total_steps(config)
     if config.mixed_precision:
       on_gpu = bool(tf.config.list_logical_devices("GPU"))

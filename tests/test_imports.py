@@ -15,12 +15,15 @@ PACKAGES = ("lbam_tf", "pipeline", "serving", "bench")
 
 
 def _module_names(root):
+  """{dotted name: path} of every module, subpackages included (package
+  __init__ files hold no imports here)."""
   names = {}
   for package in PACKAGES:
-    folder = os.path.join(root, package)
-    for name in sorted(os.listdir(folder)):
-      if name.endswith(".py") and name != "__init__.py":
-        names[f"{package}.{name[:-3]}"] = os.path.join(folder, name)
+    for folder, _, files in os.walk(os.path.join(root, package)):
+      prefix = os.path.relpath(folder, root).replace(os.sep, ".")
+      for name in sorted(files):
+        if name.endswith(".py") and name != "__init__.py":
+          names[f"{prefix}.{name[:-3]}"] = os.path.join(folder, name)
   return names
 
 
@@ -116,21 +119,42 @@ def test_light_modules_import_no_tensorflow(light):
     assert not heavy, f"{light} imports {sorted(heavy)} via {module}"
 
 
-ENTRY_POINTS = ("lbam_tf.convert", "lbam_tf.inpaint", "pipeline.preprocess",
-                "serving.export", "serving.client", "serving.local_server",
-                "serving.web", "serving.demo")
+#: Entry point -> (module, Config class, module, library function). The two
+#: with a package of their own keep config and library beside it.
+ENTRY_POINTS = {
+    name: (name, "Config", name, "run") for name in (
+        "lbam_tf.convert", "lbam_tf.inpaint", "pipeline.preprocess",
+        "serving.export", "serving.client", "serving.local_server",
+        "serving.web", "serving.demo")}
+ENTRY_POINTS["lbam_tf.train"] = ("lbam_tf.train_config", "TrainConfig",
+                                 "lbam_tf.training", "train")
+ENTRY_POINTS["lbam_tf.evaluate"] = ("lbam_tf.evaluation.config", "EvalConfig",
+                                    "lbam_tf.evaluation.runner", "run")
 
 
-@pytest.mark.parametrize("module", ENTRY_POINTS)
-def test_entry_points_follow_one_convention(module):
-  """A Config dataclass with check(), run, define_flags called only when run
-  as a program, and a main; no function but define_flags defines flags."""
+def _top_level(module):
   tree = ast.parse(_sources()[module])
-  top = {node.name: node for node in tree.body
-         if isinstance(node, (ast.ClassDef, ast.FunctionDef))}
-  assert {"Config", "run", "define_flags", "main"} <= set(top), module
-  assert "check" in {node.name for node in top["Config"].body
+  return tree, {node.name: node for node in tree.body
+                if isinstance(node, (ast.ClassDef, ast.FunctionDef))}
+
+
+@pytest.mark.parametrize("module", sorted(ENTRY_POINTS))
+def test_entry_points_follow_one_convention(module):
+  """A Config dataclass with check(), a library function taking it,
+  define_flags called only when run as a program, and a main that uses both;
+  no function but define_flags defines flags."""
+  config_module, config_name, library_module, function = ENTRY_POINTS[module]
+  _, configs = _top_level(config_module)
+  assert config_name in configs, config_module
+  assert "check" in {node.name for node in configs[config_name].body
                      if isinstance(node, ast.FunctionDef)}
+  assert function in _top_level(library_module)[1], library_module
+  tree, top = _top_level(module)
+  assert {"define_flags", "main"} <= set(top), module
+  names = {node.id if isinstance(node, ast.Name) else node.attr
+           for node in ast.walk(top["main"])
+           if isinstance(node, (ast.Name, ast.Attribute))}
+  assert function in names or "run_flags" in names, f"{module}.main"
   for node in tree.body:
     if isinstance(node, ast.Expr):  # a call at import time
       assert "define_flags" not in ast.unparse(node), module
