@@ -283,10 +283,17 @@ def make_dataset(data_dir, split="train", batch_size=8, crop_size=None,
   autotune = tf.data.AUTOTUNE
 
   if training:
-    seeds = tf.data.Dataset.random(seed=seed).batch(2)
-    images = images.shuffle(shuffle_buffer, seed=seed).repeat()
+    # Repeated, then shuffled in one fixed order: every iterator of this
+    # dataset yields the same stream, so the batches a trainer sees do not
+    # depend on how many iterators it opens (Keras' fit opens one to build
+    # the model, then trains from another; a cluster loop opens one).
+    seeds = tf.data.Dataset.random(seed=seed,
+                                   rerandomize_each_iteration=False).batch(2)
+    images = images.repeat().shuffle(shuffle_buffer, seed=seed,
+                                     reshuffle_each_iteration=False)
     mask_seed = None if seed is None else seed + 1
-    hole_masks = hole_masks.shuffle(shuffle_buffer, seed=mask_seed).repeat()
+    hole_masks = hole_masks.repeat().shuffle(
+        shuffle_buffer, seed=mask_seed, reshuffle_each_iteration=False)
     dataset = tf.data.Dataset.zip((images, hole_masks, seeds)).map(
         lambda image, mask, pair_seed: _train_pair(image, mask, pair_seed,
                                                    crop_size),

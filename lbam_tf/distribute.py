@@ -98,25 +98,17 @@ def shard_by_data(dataset):
   return dataset.with_options(options)
 
 
-def fit_on_cluster(model, distributed, strategy, monitor, steps_per_epoch):
+def fit_on_cluster(model, dataset, strategy, monitor, steps_per_epoch):
   """`model.fit`'s loop for MultiWorkerMirroredStrategy, whose logs Keras 3's
   fit cannot reduce (keras-team/keras#20585): the same train_step, the same
-  callback, an "epoch" of `steps_per_epoch` steps, the same batches.
-
-  `distributed` is the strategy's distributed train dataset, made once for
-  all phases. Each `fit` call opens an iterator, reads one batch to build the
-  model symbolically, and trains from a new iterator: the dataset's next
-  pass, which the seeded shuffle orders anew (Keras 3.15,
-  `TensorFlowTrainer.fit`). This loop opens its iterators the same way, so a
-  step on N workers sees the batch the same step sees on one device.
-  """
+  callback, an "epoch" of `steps_per_epoch` steps, the same batches (every
+  iterator of the training dataset yields the same stream: lbam_tf.data)."""
 
   @tf.function(jit_compile=model.jit_compile)
   def train_step(batch):
     return strategy.run(model.train_step, args=(batch,))
 
-  next(iter(distributed))
-  batches = iter(distributed)
+  batches = iter(strategy.experimental_distribute_dataset(dataset))
   model.stop_training = False
   monitor.set_model(model)
   monitor.on_train_begin()

@@ -204,14 +204,15 @@ def train(config):
                  steps, strategy.num_replicas_in_sync,
                  model.generator.compute_dtype)
 
-    # Data.
-    train_data = data.make_dataset(config.data_dir, "train",
-                                   batch_size=config.batch_size,
-                                   crop_size=config.crop_size, training=True,
-                                   seed=config.seed + start)
-    if cluster:
-      train_data = strategy.experimental_distribute_dataset(
-          distribute.shard_by_data(train_data))
+    # Data. The train stream is seeded by the step it starts at, so a resumed
+    # run and a new phase continue with batches not seen yet.
+    def train_data(step):
+      dataset = data.make_dataset(config.data_dir, "train",
+                                  batch_size=config.batch_size,
+                                  crop_size=config.crop_size, training=True,
+                                  seed=config.seed + step)
+      return distribute.shard_by_data(dataset) if cluster else dataset
+
     val_data = validation_data(config)
 
     # Callbacks.
@@ -246,10 +247,10 @@ def train(config):
       monitor.stop_at = end
       try:
         if cluster:
-          distribute.fit_on_cluster(model, train_data, strategy, monitor,
-                                    config.log_every)
+          distribute.fit_on_cluster(model, train_data(step), strategy,
+                                    monitor, config.log_every)
         else:
-          model.fit(train_data, steps_per_epoch=config.log_every,
+          model.fit(train_data(step), steps_per_epoch=config.log_every,
                     initial_epoch=step // config.log_every,
                     epochs=math.ceil(end / config.log_every),
                     callbacks=[monitor], verbose=1 if chief else 0)

@@ -17,9 +17,9 @@ import tiny_data
 
 
 def _config(data_dir, model_dir, **overrides):
-  return train_config.cpu_small(
-      data_dir=data_dir, model_dir=model_dir, batch_size=2,
-      vgg_weights="none", log_every=1, val_steps=1, **overrides)
+  return train_config.cpu_small(**{
+      "data_dir": data_dir, "model_dir": model_dir, "batch_size": 2,
+      "vgg_weights": "none", "log_every": 1, "val_steps": 1, **overrides})
 
 
 def test_empty_train_split_stops_before_writing_anything(tmp_path):

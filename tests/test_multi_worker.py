@@ -139,7 +139,8 @@ def _losses(model_dir):
 
 
 def _assert_same_step(one, two, step):
-  """Weights within test_gan's 0.1 x learning rate; Adam's moments (they pin
+  """Weights within 0.1 x learning rate but for float noise in at most 1 in
+  100,000 (within one Adam step of lr per step there); Adam's moments (they pin
   the all-reduced gradient's scale, which Adam's steps hide) within 1e-3 of
   themselves, with a floor of 1e-6 of the optimizer's largest moment for
   tensors whose gradient is ~0 (float noise, even in sign)."""
@@ -156,8 +157,16 @@ def _assert_same_step(one, two, step):
     if "_trainable_variables/" in key or key.startswith(("generator/",
                                                           "critic/")):
       rate = 1e-4 if key.startswith("generator") else 1e-5
-      np.testing.assert_allclose(twos[key], value, rtol=0, atol=0.1 * rate,
+      # Adam moves a weight by about lr per step. Where a gradient is near
+      # Adam's epsilon, float noise in the all-reduce changes that move by a
+      # fraction of lr (0.21 lr seen on 1 of 2M critic weights); a different
+      # batch changes it for a large share of all weights.
+      np.testing.assert_allclose(twos[key], value, rtol=0, atol=step * rate,
                                  err_msg=f"step {step} {key}")
+      off = np.abs(twos[key] - value) > 0.1 * rate
+      assert off.sum() <= max(1, 1e-5 * off.size), (
+          f"step {step} {key}: {off.sum()} of {off.size} weights differ by "
+          "more than 0.1 lr")
       checked["weights"] += 1
     elif "_optimizer/_variables/" in key:
       floor = 1e-6 * scale[key.split("/")[0]]
