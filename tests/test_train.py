@@ -75,16 +75,6 @@ class _Run:
     self.log.close()
 
 
-def _latest_step(model_dir):
-  path = tf.train.latest_checkpoint(model_dir)
-  return None if path is None else int(path.rsplit("-", 1)[1])
-
-
-def _read(model_dir, key):
-  return tf.train.load_checkpoint(model_dir).get_tensor(
-      f"{key}/.ATTRIBUTES/VARIABLE_VALUE")
-
-
 def _tags(event_dir):
   tags = set()
   for name in os.listdir(event_dir):
@@ -120,13 +110,14 @@ def test_kill_terminate_resume_finish(data_dir, tmp_path):
                       "--checkpoint_every", "1", "--image_every", "1",
                       "--val_steps", "1"), tmp_path / "kill.log")
   try:
-    run.wait_for(lambda: (_latest_step(model_dir) or 0) >= 2, "checkpoint 2")
+    run.wait_for(lambda: (tiny_data.latest_step(model_dir) or 0) >= 2,
+                 "checkpoint 2")
     run.process.send_signal(signal.SIGKILL)
     run.wait()
   finally:
     run.stop()
-  killed_at = _latest_step(model_dir)
-  assert int(_read(model_dir, "step")) == killed_at
+  killed_at = tiny_data.latest_step(model_dir)
+  assert int(tiny_data.checkpointed(model_dir, "step")) == killed_at
   with open(os.path.join(model_dir, "config.json")) as f:
     config = json.load(f)
   # cpu_small's values, but where a flag was given.
@@ -154,7 +145,7 @@ def test_kill_terminate_resume_finish(data_dir, tmp_path):
     assert run.wait() == 128 + signal.SIGTERM, run.output()[-3000:]
   finally:
     run.stop()
-  terminated_at = _latest_step(model_dir)
+  terminated_at = tiny_data.latest_step(model_dir)
   assert terminated_at == killed_at + 1
 
   # 3. Resume and finish: step and optimizer counts carry on. The checkpoint
@@ -171,10 +162,12 @@ def test_kill_terminate_resume_finish(data_dir, tmp_path):
     assert run.wait() == 0, run.output()[-3000:]
   finally:
     run.stop()
-  assert _latest_step(model_dir) == final
-  assert int(_read(model_dir, "step")) == final
-  assert int(_read(model_dir, "generator_optimizer/_iterations")) == final
-  assert int(_read(model_dir, "critic_optimizer/_iterations")) == 2 * final
+  assert tiny_data.latest_step(model_dir) == final
+  assert int(tiny_data.checkpointed(model_dir, "step")) == final
+  iterations = {name: int(tiny_data.checkpointed(
+      model_dir, f"{name}_optimizer/_iterations")) for name in ("generator",
+                                                                "critic")}
+  assert iterations == {"generator": final, "critic": 2 * final}
   assert os.path.isfile(os.path.join(model_dir, "generator.weights.h5"))
 
 

@@ -19,16 +19,6 @@ from lbam_tf import training
 import tiny_data
 
 
-def _latest_step(model_dir):
-  path = tf.train.latest_checkpoint(model_dir)
-  return None if path is None else int(path.rsplit("-", 1)[1])
-
-
-def _read(model_dir, key):
-  return tf.train.load_checkpoint(model_dir).get_tensor(
-      f"{key}/.ATTRIBUTES/VARIABLE_VALUE")
-
-
 def test_precision_resumes_epochs_and_nan_stop(tmp_path, caplog):
   data_dir = tiny_data.write(tmp_path / "data")
   model_dir = str(tmp_path / "run")
@@ -63,7 +53,7 @@ def test_precision_resumes_epochs_and_nan_stop(tmp_path, caplog):
   assert ("already exists with variant='head', but variant='original_bn' "
           "was to be written: resume with the same architecture or use a new "
           "--model_dir" in str(raised.value))
-  assert _latest_step(model_dir) == 1
+  assert tiny_data.latest_step(model_dir) == 1
 
   # 3. Resumed in float32, epochs 1.25 of the manifest's 4 train images at
   # batch 2: ceil(2.5) = 3 steps in all; the new generator rate wins over
@@ -71,9 +61,11 @@ def test_precision_resumes_epochs_and_nan_stop(tmp_path, caplog):
   caplog.clear()
   result = training.train(config(epochs=1.25, generator_lr=3e-4))
   assert "at step 1 of 3 (1 replicas, float32 compute)" in caplog.text
-  assert result.step == 3 == _latest_step(model_dir)
-  assert int(_read(model_dir, "generator_optimizer/_iterations")) == 3
-  assert np.isclose(_read(model_dir, "generator_optimizer/_learning_rate"),
+  assert result.step == 3 == tiny_data.latest_step(model_dir)
+  assert int(tiny_data.checkpointed(
+      model_dir, "generator_optimizer/_iterations")) == 3
+  assert np.isclose(tiny_data.checkpointed(
+      model_dir, "generator_optimizer/_learning_rate"),
                     3e-4)
 
   # 4. A loss that overflows float32 (a hole weight of 1e39) stops the run
@@ -83,7 +75,7 @@ def test_precision_resumes_epochs_and_nan_stop(tmp_path, caplog):
                           checkpoint_every=1))
   assert "loss term 'generator_loss' is inf at step 4" in str(raised.value)
   assert "the last good checkpoint is " in str(raised.value)
-  assert _latest_step(model_dir) == 3
+  assert tiny_data.latest_step(model_dir) == 3
 
 
 @pytest.mark.parametrize("overrides, message", [

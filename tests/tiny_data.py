@@ -1,10 +1,12 @@
-"""A tiny training data_dir written with `lbam_tf.data`'s own writer, for the
-tests that train (in-process or through the command line)."""
+"""For the tests that train (in-process or through the command line): a tiny
+data_dir written with `lbam_tf.data`'s own writer, and readers of what a run
+leaves in its model_dir."""
 
 import json
 import os
 
 import numpy as np
+import tensorflow as tf
 
 from lbam_tf import data
 
@@ -45,3 +47,15 @@ def write(root, images=None, masks=None, manifest=True):
                             "masks": masks},
                  "flags": {"crop_size": CROP}}, f)
   return str(root)
+
+
+def latest_step(model_dir):
+  """The step of model_dir's latest checkpoint, or None without one."""
+  path = tf.train.latest_checkpoint(model_dir)
+  return None if path is None else int(path.rsplit("-", 1)[1])
+
+
+def checkpointed(model_dir, key):
+  """The value `key` (e.g. "step") holds in model_dir's latest checkpoint."""
+  return tf.train.load_checkpoint(model_dir).get_tensor(
+      f"{key}/.ATTRIBUTES/VARIABLE_VALUE")
