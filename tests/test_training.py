@@ -34,11 +34,11 @@ def test_precision_resumes_epochs_and_nan_stop(tmp_path, caplog):
   model_dir = str(tmp_path / "run")
 
   def config(**overrides):
-    return train_config.cpu_small(
-        data_dir=data_dir, model_dir=model_dir, batch_size=2,
-        vgg_weights="none", critic_steps=1, log_every=1, val_steps=0,
-        image_every=1000, val_every=1000, checkpoint_every=1000,
-        **overrides)
+    return train_config.cpu_small(**{
+        "data_dir": data_dir, "model_dir": model_dir, "batch_size": 2,
+        "vgg_weights": "none", "critic_steps": 1, "log_every": 1,
+        "val_steps": 0, "image_every": 1000, "val_every": 1000,
+        "checkpoint_every": 1000, **overrides})
 
   # 1. mixed_precision on the CPU: bfloat16 compute, float32 saves, and the
   # global policy is back to float32 afterwards.
