@@ -122,6 +122,10 @@ def test_all_known_mask_returns_input_and_all_hole_returns_image(
                                         np.ones((64, 96), bool))
   assert holes.shape == image.shape
   assert np.abs(holes.astype(int) - expected).max() <= 1
+  # Alone in its request too: a batch with a known pixel somewhere must not
+  # decide how an all-hole image is served.
+  (alone,) = _serve(loaded, [image], [np.full((64, 96, 1), 255)])
+  assert np.abs(alone.astype(int) - expected).max() <= 1
 
 
 def test_polarity_channels_and_threshold_agree(loaded):

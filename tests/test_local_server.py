@@ -127,23 +127,27 @@ def test_column_form_predict_with_polarity(port, loaded):
 
 
 def test_tensor_signature_in_column_form(port, loaded):
-  rng = np.random.default_rng(3)
-  image = rng.random((1, 20, 30, 3), dtype=np.float32)
-  mask = np.ones((1, 20, 30, 1), np.float32)
-  mask[0, 5:10, 5:20] = 0
-  status, body = _call(port, "POST", "/v1/models/lbam:predict", {
-      "signature_name": "inpaint_tensor",
-      "inputs": {"image": image.tolist(), "mask": mask.tolist()}})
-  assert status == 200, body
-  result = np.asarray(body["outputs"], np.float32)
-  assert result.shape == image.shape
-  known = mask[..., 0] == 1
-  np.testing.assert_array_equal(result[known], image[known])
-  direct = loaded.signatures["inpaint_tensor"](
-      image=tf.constant(image), mask=tf.constant(mask))["image"].numpy()
-  assert direct[~known].std() > 0.02, "a flat hole would prove little"
-  # float32 -> JSON -> float32 is exact; the graph may differ in the last bit.
-  np.testing.assert_allclose(result, direct, rtol=0, atol=1e-6)
+  # Two requests, each its own image and size, so that a reply reused from
+  # the last request shows.
+  for seed, (height, width) in ((3, (20, 30)), (8, (26, 18))):
+    rng = np.random.default_rng(seed)
+    image = rng.random((1, height, width, 3), dtype=np.float32)
+    mask = np.ones((1, height, width, 1), np.float32)
+    mask[0, 5:10, 5:20] = 0
+    status, body = _call(port, "POST", "/v1/models/lbam:predict", {
+        "signature_name": "inpaint_tensor",
+        "inputs": {"image": image.tolist(), "mask": mask.tolist()}})
+    assert status == 200, body
+    result = np.asarray(body["outputs"], np.float32)
+    assert result.shape == image.shape
+    known = mask[..., 0] == 1
+    np.testing.assert_array_equal(result[known], image[known])
+    direct = loaded.signatures["inpaint_tensor"](
+        image=tf.constant(image), mask=tf.constant(mask))["image"].numpy()
+    assert direct[~known].std() > 0.02, "a flat hole would prove little"
+    # float32 -> JSON -> float32 is exact; the graph may differ in the last
+    # bit.
+    np.testing.assert_allclose(result, direct, rtol=0, atol=1e-6)
 
 
 _IMAGE, _HOLE = _sample(40, 60, seed=4)
