@@ -6,7 +6,9 @@ stage checks the result, the log line, the checkpoint and what the run left
 in Keras' global state.
 """
 
+import json
 import logging
+import os
 
 import keras
 import numpy as np
@@ -54,19 +56,23 @@ def test_precision_resumes_epochs_and_nan_stop(tmp_path, caplog):
           "was to be written: resume with the same architecture or use a new "
           "--model_dir" in str(raised.value))
   assert tiny_data.latest_step(model_dir) == 1
+  with open(os.path.join(model_dir, "config.json")) as f:
+    assert json.load(f)["variant"] == "head"
 
   # 3. Resumed in float32, epochs 1.25 of the manifest's 4 train images at
-  # batch 2: ceil(2.5) = 3 steps in all; the new generator rate wins over
-  # the one the checkpoint holds.
+  # batch 2: ceil(2.5) = 3 steps in all; the new rates win over the ones
+  # the checkpoint holds.
   caplog.clear()
-  result = training.train(config(epochs=1.25, generator_lr=3e-4))
+  result = training.train(config(epochs=1.25, generator_lr=3e-4,
+                                 critic_lr=2e-5))
   assert "at step 1 of 3 (1 replicas, float32 compute)" in caplog.text
   assert result.step == 3 == tiny_data.latest_step(model_dir)
   assert int(tiny_data.checkpointed(
       model_dir, "generator_optimizer/_iterations")) == 3
   assert np.isclose(tiny_data.checkpointed(
-      model_dir, "generator_optimizer/_learning_rate"),
-                    3e-4)
+      model_dir, "generator_optimizer/_learning_rate"), 3e-4)
+  assert np.isclose(tiny_data.checkpointed(
+      model_dir, "critic_optimizer/_learning_rate"), 2e-5)
 
   # 4. A loss that overflows float32 (a hole weight of 1e39) stops the run
   # at that step, naming it, and saves nothing from it.
