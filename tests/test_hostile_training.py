@@ -38,7 +38,7 @@ def test_empty_val_split_warns_and_trains(tmp_path, caplog):
   # Seven images that all hash to train.
   data_dir = tiny_data.write(tmp_path / "data", {"train": 7, "val": 0})
   model_dir = str(tmp_path / "run")
-  with caplog.at_level(logging.WARNING):
+  with caplog.at_level(logging.WARNING, logger="absl"):
     result = training.train(_config(data_dir, model_dir, train_steps=1))
   assert (f"no validation: images/val in {data_dir} holds no examples; "
           "training goes on" in caplog.text)

@@ -34,7 +34,8 @@ def test_precision_resumes_epochs_and_nan_stop(tmp_path, caplog):
 
   # 1. mixed_precision on the CPU: bfloat16 compute, float32 saves, and the
   # global policy is back to float32 afterwards.
-  caplog.set_level(logging.INFO)
+  # Another test of this process may have quietened absl's logger.
+  caplog.set_level(logging.INFO, logger="absl")
   result = training.train(config(train_steps=1, mixed_precision=True))
   assert result.step == 1 and not result.out_of_time
   assert "new run at step 0 of 1 (1 replicas, bfloat16 compute)" in (
