@@ -170,7 +170,10 @@ def main(argv):
   try:
     training.train(config)
   except ValueError as error:
-    raise app.UsageError(str(error)) from None
+    # Refused for this data, model_dir or machine (the flags parsed): the
+    # message says what to do, the flags' help would bury it.
+    logging.error("%s", error)
+    sys.exit(1)
   except monitor.Terminated as stop:
     logging.warning("%s; rerun the same command to resume", stop)
     sys.exit(128 + signal.SIGTERM)
