@@ -2,11 +2,15 @@
 fixtures shared by several test modules."""
 
 import os
+import random
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
+from keras.src.backend.common import global_state  # noqa: E402
+from keras.src.random import seed_generator  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -16,11 +20,23 @@ from lbam_tf import model_io  # noqa: E402
 
 tf.config.threading.set_intra_op_parallelism_threads(2)
 tf.config.threading.set_inter_op_parallelism_threads(2)
+# TF's op-level seed once per process: `tf.random.set_seed` also clears TF's
+# kernel cache, so resetting it for every test made each test re-optimise
+# every function it called again (12 s for a SavedModel signature).
+tf.random.set_seed(1234)
 
 
 @pytest.fixture(autouse=True)
 def _seed():
-  tf.keras.utils.set_random_seed(1234)
+  """The seeds `keras.utils.set_random_seed` resets, but TF's (above).
+
+  Keras' initializers and its global SeedGenerator draw from Python's
+  `random`, so every model a test builds starts from the same weights
+  whatever ran before it.
+  """
+  random.seed(1234)
+  np.random.seed(1234)
+  global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
   yield
 
 
