@@ -17,6 +17,7 @@ import tensorflow as tf  # noqa: E402
 from lbam_tf import convert  # noqa: E402
 from lbam_tf import generator as generator_lib  # noqa: E402
 from lbam_tf import model_io  # noqa: E402
+from serving import export  # noqa: E402
 
 tf.config.threading.set_intra_op_parallelism_threads(2)
 tf.config.threading.set_inter_op_parallelism_threads(2)
@@ -88,3 +89,18 @@ def head_weights(varied_generator, tmp_path_factory):
   varied_generator.save_weights(str(folder / "g.weights.h5"))
   model_io.write_config(str(folder), {"variant": "head", "ablation": "none"})
   return str(folder / "g.weights.h5")
+
+
+#: The request size limit of `varied_export`.
+EXPORT_MAX_PIXELS = 256 * 256
+
+
+@pytest.fixture(scope="session")
+def varied_export(varied_generator, tmp_path_factory):
+  """`varied_generator` exported once per test process, without warm-up
+  requests: a model_base_path whose version 1 the serving tests load and
+  serve (read-only: a test that changes an export copies it first)."""
+  base = tmp_path_factory.mktemp("varied_export") / "lbam"
+  export.export(varied_generator, str(base / "1"),
+                max_pixels=EXPORT_MAX_PIXELS, warmup_sizes=())
+  return str(base)

@@ -11,7 +11,6 @@ import tensorflow as tf
 
 from lbam_tf import image_files
 from lbam_tf import inpaint
-from serving import export
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -89,16 +88,15 @@ def test_folder_cli_reports_bad_files_and_goes_on(head_weights, tmp_path):
 
 
 def test_export_and_weights_give_the_same_result(varied_generator,
-                                                head_weights, tmp_path):
+                                                head_weights, varied_export,
+                                                tmp_path):
   image, hole = _sample(70, 130, seed=3)
   image_path = _write(tmp_path / "a.png", image)
   mask_path = _write(tmp_path / "m.png", 255 - hole[..., None] * 255)
   jobs = [image_files.Job(image_path, mask_path, str(tmp_path / name / "a.png"))
           for name in ("weights", "export")]
   from_weights = inpaint.load(head_weights)
-  export.export(varied_generator, str(tmp_path / "lbam" / "1"),
-                warmup_sizes=())
-  from_export = inpaint.load(str(tmp_path / "lbam" / "1"))
+  from_export = inpaint.load(os.path.join(varied_export, "1"))
   for run, job in zip((from_weights, from_export), jobs):
     written, failures = inpaint.inpaint_files(run, [job], polarity="black",
                                               progress=False)

@@ -8,15 +8,15 @@ import os
 import subprocess
 import sys
 
+import conftest
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from serving import export
 from serving import local_server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MAX_PIXELS = 256 * 256
+MAX_PIXELS = conftest.EXPORT_MAX_PIXELS
 MAX_REQUEST_BYTES = 1 << 20
 TIMEOUT = 120
 
@@ -35,11 +35,8 @@ def _call(port, method, path, body=None):
 
 
 @pytest.fixture(scope="module")
-def model_base_path(varied_generator, tmp_path_factory):
-  base = tmp_path_factory.mktemp("models") / "lbam"
-  export.export(varied_generator, str(base / "1"),
-                max_pixels=MAX_PIXELS, warmup_sizes=())
-  return str(base)
+def model_base_path(varied_export):
+  return varied_export
 
 
 @pytest.fixture(scope="module")
