@@ -17,7 +17,6 @@ import tensorflow as tf  # noqa: E402
 from lbam_tf import convert  # noqa: E402
 from lbam_tf import generator as generator_lib  # noqa: E402
 from lbam_tf import model_io  # noqa: E402
-from serving import export  # noqa: E402
 
 tf.config.threading.set_intra_op_parallelism_threads(2)
 tf.config.threading.set_inter_op_parallelism_threads(2)
@@ -100,6 +99,9 @@ def varied_export(varied_generator, tmp_path_factory):
   """`varied_generator` exported once per test process, without warm-up
   requests: a model_base_path whose version 1 the serving tests load and
   serve (read-only: a test that changes an export copies it first)."""
+  # Imported here: importing serving.export starts TF's runtime, and its thread
+  # counts (above) can only be set before the first op.
+  from serving import export  # pylint: disable=g-import-not-at-top
   base = tmp_path_factory.mktemp("varied_export") / "lbam"
   export.export(varied_generator, str(base / "1"),
                 max_pixels=EXPORT_MAX_PIXELS, warmup_sizes=())
