@@ -26,6 +26,18 @@ tf.config.threading.set_inter_op_parallelism_threads(2)
 tf.random.set_seed(1234)
 
 
+def pytest_collection_modifyitems(items):
+  """Tests of files marked `heavy` first, each group in file order.
+
+  scripts/test.sh runs xdist with --no-loadscope-reorder, so the files are
+  handed out in this order: the few that run for minutes start at once on
+  both workers and the many short ones fill in after, instead of a long file
+  starting last on one worker while the other idles (xdist's default order,
+  most tests per file first, put all five long files last).
+  """
+  items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
   """The seeds `keras.utils.set_random_seed` resets, but TF's (above).

@@ -16,6 +16,8 @@ import sys
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.heavy
+
 CROP, BATCH = 128, 2
 
 

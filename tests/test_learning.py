@@ -22,6 +22,8 @@ import pytest
 from lbam_tf import critic, data, gan, generator, image_ops, initialization
 from lbam_tf import losses, masks, metrics, vgg
 
+pytestmark = pytest.mark.heavy
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CROP = 128
 CROPS = 8

@@ -24,6 +24,8 @@ import tensorflow as tf
 
 import tiny_data
 
+pytestmark = pytest.mark.heavy
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 1200
 

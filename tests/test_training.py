@@ -20,6 +20,8 @@ from lbam_tf import training
 
 import tiny_data
 
+pytestmark = pytest.mark.heavy
+
 
 def test_precision_resumes_epochs_and_nan_stop(tmp_path, caplog):
   data_dir = tiny_data.write(tmp_path / "data")
