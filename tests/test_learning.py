@@ -30,9 +30,10 @@ CROPS = 8
 BATCH = 4
 STEPS = 80
 # At 1e-3 to the end, the PSNR of the last weights swung by 1-2 dB from one
-# 10-step epoch to the next, and ended below the flat fill's + 0.25 dB in some
-# runs (other data orders, batch 2 in the suite); the last COOL_STEPS at a
-# tenth of the rate settle it (1.26 dB above in a run of the suite's data order).
+# 10-step epoch to the next, and ended below the flat fill's + 0.25 dB in
+# some runs (other data orders, batch 2 in the suite); the last COOL_STEPS at
+# a tenth of the rate settle it (1.26 dB above in a run of the suite's data
+# order).
 COOL_STEPS = 20
 
 
