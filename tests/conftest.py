@@ -22,7 +22,7 @@ tf.config.threading.set_intra_op_parallelism_threads(2)
 tf.config.threading.set_inter_op_parallelism_threads(2)
 # TF's op-level seed once per process: `tf.random.set_seed` also clears TF's
 # kernel cache, so resetting it for every test made each test re-optimise
-# every function it called again (12 s for a SavedModel signature).
+# every function it called again (7.5-13 s for a SavedModel signature).
 tf.random.set_seed(1234)
 
 

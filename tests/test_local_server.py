@@ -35,23 +35,18 @@ def _call(port, method, path, body=None):
 
 
 @pytest.fixture(scope="module")
-def model_base_path(varied_export):
-  return varied_export
-
-
-@pytest.fixture(scope="module")
-def port(model_base_path, tmp_path_factory):
+def port(varied_export, tmp_path_factory):
   """A server subprocess, stopped (terminate, then kill) whatever happens."""
   with open(tmp_path_factory.mktemp("log") / "server.log", "w") as log, \
       local_server.subprocess_server(
-          model_base_path, log, [f"--max_request_bytes={MAX_REQUEST_BYTES}"],
+          varied_export, log, [f"--max_request_bytes={MAX_REQUEST_BYTES}"],
           timeout=TIMEOUT) as port:
     yield port
 
 
 @pytest.fixture(scope="module")
-def loaded(model_base_path):
-  return tf.saved_model.load(os.path.join(model_base_path, "1"))
+def loaded(varied_export):
+  return tf.saved_model.load(os.path.join(varied_export, "1"))
 
 
 def _png(array):
