@@ -193,11 +193,14 @@ def check_pixels(height, width, max_pixels, where):
           "served model: re-export with it)"]))
 
 
+@tf.autograph.experimental.do_not_convert
 def header_size(data, name, index, max_pixels):
   """(height, width) int64 as `data`'s header declares them, checked.
 
   Nothing is decoded: a small file declaring a huge image fails here instead
-  of allocating it.
+  of allocating it. Graph ops only (`tf.while_loop` and `tf.switch_case`
+  where it branches), so AutoGraph is kept out: converting its readers anew
+  for every lambda of the switch took most of an export's time.
   """
   where = tf.strings.join([name, "[", tf.strings.as_string(index), "]"])
   kind = _format_index(data)

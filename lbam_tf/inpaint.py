@@ -127,8 +127,16 @@ class InpaintModule(tf.Module):
     return {SERVING_SIGNATURE: self.serve_bytes,
             TENSOR_SIGNATURE: self.inpaint_tensor}
 
+  @tf.function(input_signature=[
+      tf.TensorSpec([None, None, None, 3], tf.float32),
+      tf.TensorSpec([None, None, None, 1], tf.float32)], autograph=False)
   def _inpaint(self, image, mask):
-    """Pads, runs, crops and composites float [B,H,W,3] with mask 1 = known."""
+    """Pads, runs, crops and composites float [B,H,W,3] with mask 1 = known.
+
+    One traced function for every call site of both signatures, traced
+    without AutoGraph: the generator has no Python control flow on tensors,
+    and converting its code took more time than tracing it.
+    """
     mask = tf.cast(mask > 0.5, tf.float32)
     padded_image, size = image_ops.pad_to_multiple(image)
     padded_mask, _ = image_ops.pad_to_multiple(mask)
@@ -139,7 +147,8 @@ class InpaintModule(tf.Module):
 
   @tf.function(input_signature=[
       tf.TensorSpec([None, None, None, 3], tf.float32, name="image"),
-      tf.TensorSpec([None, None, None, 1], tf.float32, name="mask")])
+      tf.TensorSpec([None, None, None, 1], tf.float32, name="mask")],
+               autograph=False)
   def inpaint_tensor(self, image, mask):
     """Composited inpainting of float images; see the module docstring."""
     image_shape, mask_shape = tf.shape(image), tf.shape(mask)

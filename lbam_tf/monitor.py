@@ -72,7 +72,7 @@ class TrainingMonitor(keras.callbacks.Callback):
     # A fixed batch of up to 4 val examples for the image summaries.
     self.preview = (next(iter(val_data.unbatch().batch(4)))
                     if val_data is not None else None)
-    self.infer = tf.function(self._infer)
+    self.infer = tf.function(self._infer, autograph=False)
 
   def _infer(self, batch):
     output = self.gan.generator(batch, training=False)
