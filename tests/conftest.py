@@ -1,6 +1,7 @@
 """Test-wide settings (quiet TF logs, two threads, deterministic seeds) and
 fixtures shared by several test modules."""
 
+import fcntl
 import os
 import random
 
@@ -102,19 +103,35 @@ def head_weights(varied_generator, tmp_path_factory):
   return str(folder / "g.weights.h5")
 
 
-#: The request size limit of `varied_export`.
-EXPORT_MAX_PIXELS = 256 * 256
+#: The limits of `varied_export`: small, so that a request above them is
+#: cheap to make.
+EXPORT_MAX_PIXELS = 128 * 128
+EXPORT_MAX_IMAGES = 3
+EXPORT_MAX_REQUEST_PIXELS = 2 * EXPORT_MAX_PIXELS
 
 
 @pytest.fixture(scope="session")
-def varied_export(varied_generator, tmp_path_factory):
-  """`varied_generator` exported once per test process, without warm-up
-  requests: a model_base_path whose version 1 the serving tests load and
-  serve (read-only: a test that changes an export copies it first)."""
+def varied_export(request, tmp_path_factory):
+  """`varied_generator` exported without warm-up requests, once per run: a
+  model_base_path whose version 1 the serving tests load and serve
+  (read-only: a test that changes an export copies it first).
+
+  An export takes 20-45 s here, so xdist's workers share one: the first to
+  get here writes it, under a lock, in the run's shared temporary folder;
+  export's rename into place makes version 1 appear only when complete.
+  """
   # Imported here: importing serving.export starts TF's runtime, and its thread
   # counts (above) can only be set before the first op.
   from serving import export  # pylint: disable=g-import-not-at-top
-  base = tmp_path_factory.mktemp("varied_export") / "lbam"
-  export.export(varied_generator, str(base / "1"),
-                max_pixels=EXPORT_MAX_PIXELS, warmup_sizes=())
+  shared = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    shared = shared.parent
+  base = shared / "varied_export" / "lbam"
+  with open(shared / "varied_export.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not (base / "1").is_dir():
+      export.export(request.getfixturevalue("varied_generator"),
+                    str(base / "1"), max_pixels=EXPORT_MAX_PIXELS,
+                    warmup_sizes=(), max_images=EXPORT_MAX_IMAGES,
+                    max_request_pixels=EXPORT_MAX_REQUEST_PIXELS)
   return str(base)

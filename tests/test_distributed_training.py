@@ -1,10 +1,13 @@
-"""`python -m lbam_tf.train --strategy multi_worker` on two real worker
-processes over loopback (TF_CONFIG with free 127.0.0.1 ports).
+"""`python -m lbam_tf.train` on two replicas takes the same steps as on one
+device: `--strategy mirrored --cpu_replicas 2` in one process, and
+`--strategy multi_worker` on two real worker processes over loopback
+(TF_CONFIG with free 127.0.0.1 ports).
 
-Two steps on two workers (one replica each, global batch 2) against the same
-command on one device: the same losses and weights, as tests/test_gan.py
-checks for two local replicas. Only the chief writes model_dir, and the other
-worker's temporary folder is gone at exit. Then a resume to step 4, where a
+Two steps each (global batch 2, one example per replica) against the same
+command on one device: the same losses, weights and Adam moments at every
+step, and the one-device run's totals are the weighted sums of its logged
+terms. Only the chief writes model_dir, and the other worker's temporary
+folder is gone at exit. Then a resume of the cluster to step 4, where a
 SIGTERM to the non-chief worker after step 3 stops both workers at the same
 saved step (TF's PreemptionCheckpointHandler) instead of leaving the chief
 waiting in a collective. Every process is killed at the end, also on failure.
@@ -21,6 +24,8 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+
+from lbam_tf import losses as losses_lib
 
 import tiny_data
 
@@ -99,13 +104,13 @@ def _wait(process, timeout=TIMEOUT):
                 f"{_output(process)[-3000:]}")
 
 
-def _command(data_dir, model_dir, strategy, steps):
+def _command(data_dir, model_dir, strategy, steps, *extra):
   return ["--preset", "cpu_small", "--data_dir", data_dir,
           "--model_dir", model_dir, "--strategy", strategy,
           "--train_steps", str(steps), "--batch_size", "2",
           "--vgg_weights", "none", "--critic_steps", "1", "--log_every", "1",
           "--checkpoint_every", "1", "--max_to_keep", "10", "--val_steps", "0",
-          "--image_every", "1000", "--seed", "3"]
+          "--image_every", "1000", "--seed", "3", *extra]
 
 
 def _tree(folder):
@@ -182,32 +187,88 @@ def _assert_same_step(one, two, step):
   assert checked["weights"] > 100 and checked["moments"] > 200, checked
 
 
-def test_two_workers_match_one_device_then_resume_and_stop(data_dir,
-                                                            tmp_path):
-  single, cluster = str(tmp_path / "single"), str(tmp_path / "cluster")
+def _assert_same_losses(one, two):
+  """The same TensorBoard loss scalars at every step, up to float noise."""
+  losses, expected = _losses(two), _losses(one)
+  assert {name for _, name in expected} >= {
+      "loss/generator_loss", "loss/critic_loss", "loss/gradient_penalty"}
+  assert losses.keys() == expected.keys()
+  for key, value in expected.items():
+    np.testing.assert_allclose(losses[key], value, rtol=1e-4, atol=1e-5,
+                               err_msg=str(key))
+
+
+def _assert_loss_assembly(model_dir, step):
+  """The minimised totals are the weighted sums of the logged terms."""
+  logs = {name.split("/", 1)[1]: value
+          for (at, name), value in _losses(model_dir).items() if at == step}
+  weights = losses_lib.PRESETS["reference"]
+  names = ("hole", "valid", "perceptual", "style", "adversarial")
+  # Distinct weights and terms, so that swapping two weights shows.
+  assert len({getattr(weights, name) for name in names}) == len(names)
+  assert len({logs[name] for name in names}) == len(names), logs
+  assert logs["gradient_penalty"] > 0
+  sums = {"generator_loss": [getattr(weights, name) * logs[name]
+                             for name in names],
+          "critic_loss": [-logs["wasserstein"], weights.gradient_penalty
+                          * logs["gradient_penalty"]]}
+  # float32 sums: the tolerance scales with the terms (some are negative).
+  wrong = {total: (logs[total], sum(terms)) for total, terms in sums.items()
+           if abs(logs[total] - sum(terms)) > 1e-5 * sum(map(abs, terms))}
+  assert not wrong, f"logged total vs weighted sum of its terms: {wrong}"
+
+
+def _assert_both_networks_moved(model_dir):
+  """Step 2 changed the generator's first and last convolutions and every
+  critic kernel. (Deep g_A parameters can have exactly zero gradient near
+  initialisation, where their maps underflow to 0.)"""
+  first, second = _variables(model_dir, 1), _variables(model_dir, 2)
+  shapes = tf.train.load_checkpoint(
+      os.path.join(model_dir, "ckpt-2")).get_variable_to_shape_map()
+  kernels = [key for key in first
+             if key.startswith("critic_optimizer/_trainable_variables/")
+             and len(shapes[key]) == 4]
+  generator_keys = [key for key in first if key.startswith(
+      "generator_optimizer/_trainable_variables/")]
+  assert len(kernels) > 5 and len(generator_keys) > 50
+  # The generator's variables in model order: ec1's kernel (image and mask
+  # in, 64 out) first, the output layer's (dc7: 3 out of 128) last.
+  ordered = sorted(generator_keys, key=lambda k: int(k.split("/")[2]))
+  ends = [ordered[0], ordered[-1]]
+  assert [shapes[key] for key in ends] == [[4, 4, 4, 64], [4, 4, 3, 128]]
+  unmoved = [key for key in kernels + ends
+             if np.array_equal(first[key], second[key])]
+  assert not unmoved, unmoved
+
+
+def test_two_replicas_match_one_device_then_resume_and_stop(data_dir,
+                                                             tmp_path):
+  single, mirrored = str(tmp_path / "single"), str(tmp_path / "mirrored")
+  cluster = str(tmp_path / "cluster")
   tmpdir = tmp_path / "worker_tmp"
   tmpdir.mkdir()
   with _Processes(str(tmp_path)) as processes:
     reference = processes.start(
         "single", _command(data_dir, single, "one_device", 2))
+    local = processes.start(
+        "mirrored", _command(data_dir, mirrored, "mirrored", 2,
+                             "--cpu_replicas", "2"))
     workers = processes.cluster(
         "worker", _command(data_dir, cluster, "multi_worker", 2), str(tmpdir))
-    for process in [*workers, reference]:
+    for process in [*workers, local, reference]:
       assert _wait(process) == 0, _output(process)[-3000:]
+    assert "(2 replicas, float32 compute)" in _output(local)
 
+    _assert_loss_assembly(single, 2)
+    _assert_both_networks_moved(single)
+    for two in (mirrored, cluster):
+      _assert_same_losses(single, two)
+      for step in (1, 2):
+        _assert_same_step(single, two, step)
     # Only the chief wrote model_dir, and the other worker's folder is gone.
-    assert _tree(cluster) == _tree(single)
+    assert _tree(cluster) == _tree(single) == _tree(mirrored)
     assert "generator.weights.h5" in _tree(cluster)
     assert _tree(str(tmpdir)) == []
-    for step in (1, 2):
-      _assert_same_step(single, cluster, step)
-    losses, expected = _losses(cluster), _losses(single)
-    assert {name for _, name in expected} >= {
-        "loss/generator_loss", "loss/critic_loss", "loss/gradient_penalty"}
-    assert losses.keys() == expected.keys()
-    for key, value in expected.items():
-      np.testing.assert_allclose(losses[key], value, rtol=1e-4, atol=1e-5,
-                                 err_msg=str(key))
 
     # Resume; SIGTERM to the non-chief once step 3 is saved.
     workers = processes.cluster(

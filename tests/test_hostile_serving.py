@@ -18,6 +18,7 @@ import sys
 import time
 import zlib
 
+import conftest
 import numpy as np
 from PIL import Image
 import pytest
@@ -27,22 +28,13 @@ from serving import export
 from serving import local_server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MAX_PIXELS = 128 * 128
-MAX_IMAGES = 3
-MAX_REQUEST_PIXELS = 2 * MAX_PIXELS
+MAX_PIXELS = conftest.EXPORT_MAX_PIXELS
+MAX_IMAGES = conftest.EXPORT_MAX_IMAGES
+MAX_REQUEST_PIXELS = conftest.EXPORT_MAX_REQUEST_PIXELS
 MAX_REQUEST_BYTES = 1 << 20
 REQUEST_TIMEOUT = 3
 TIMEOUT = 120
 PREDICT = "/v1/models/lbam:predict"
-
-
-@pytest.fixture(scope="module")
-def model_base_path(generator, tmp_path_factory):
-  base = tmp_path_factory.mktemp("models") / "lbam"
-  export.export(generator, str(base / "1"), max_pixels=MAX_PIXELS,
-                warmup_sizes=(), max_images=MAX_IMAGES,
-                max_request_pixels=MAX_REQUEST_PIXELS)
-  return str(base)
 
 
 def _png(array):
@@ -205,12 +197,12 @@ def _signature_results(export_dir, cases):
   return json.loads(result.stdout.splitlines()[-1])
 
 
-def test_bombs_fail_from_the_header_within_a_memory_limit(model_base_path):
+def test_bombs_fail_from_the_header_within_a_memory_limit(varied_export):
   cases = {"good": [_GOOD_IMAGE, _GOOD_MASK]}
   for name, bomb in BOMBS.items():
     cases[f"image {name}"] = [bomb, _GOOD_MASK]
   cases["mask png"] = [_GOOD_IMAGE, BOMBS["png"]]
-  results = _signature_results(os.path.join(model_base_path, "1"), cases)
+  results = _signature_results(os.path.join(varied_export, "1"), cases)
 
   assert results["before"][0] == "ok", results["before"]
   assert results["after"][:2] == results["before"][:2]
@@ -227,8 +219,8 @@ def test_bombs_fail_from_the_header_within_a_memory_limit(model_base_path):
 
 
 @pytest.fixture(scope="module")
-def loaded(model_base_path):
-  return tf.saved_model.load(os.path.join(model_base_path, "1"))
+def loaded(varied_export):
+  return tf.saved_model.load(os.path.join(varied_export, "1"))
 
 
 def _serve(loaded, images, masks):
@@ -318,10 +310,10 @@ def test_overwrite_refuses_a_numeric_folder_that_is_not_an_export(
     export.check_export_dir(str(other), overwrite=True)
 
 
-def test_failed_overwrite_keeps_the_served_version(model_base_path, generator,
+def test_failed_overwrite_keeps_the_served_version(varied_export, generator,
                                                    tmp_path):
   base = tmp_path / "lbam"
-  shutil.copytree(os.path.join(model_base_path, "1"), base / "1")
+  shutil.copytree(os.path.join(varied_export, "1"), base / "1")
   before = _listing(base / "1")
   # A warm-up size of -1 fails after the SavedModel is written.
   with pytest.raises(ValueError):
@@ -355,13 +347,13 @@ def _free_port():
 
 
 @pytest.fixture(scope="module")
-def server(model_base_path, tmp_path_factory):
+def server(varied_export, tmp_path_factory):
   """(port, pid) of a server subprocess, stopped whatever happens."""
   port = _free_port()
   log = open(tmp_path_factory.mktemp("log") / "server.log", "w+")
   process = subprocess.Popen(
       [sys.executable, "-m", "serving.local_server",
-       f"--model_base_path={model_base_path}", f"--port={port}",
+       f"--model_base_path={varied_export}", f"--port={port}",
        f"--max_request_bytes={MAX_REQUEST_BYTES}", "--workers=2",
        f"--request_timeout={REQUEST_TIMEOUT}"],
       cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)

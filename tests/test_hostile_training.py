@@ -1,10 +1,12 @@
-"""`training.train` on unlucky data: empty splits, a blown-up step.
+"""`training.train` on unlucky data: an empty train split, a blown-up step.
+
+(An empty val split, which only turns validation off, is a stage of
+test_training.py.)
 
 In-process: each case is a refusal or a stop that `train` raises, with the
 message a user acts on, and what it leaves in model_dir.
 """
 
-import logging
 import os
 
 import pytest
@@ -32,21 +34,6 @@ def test_empty_train_split_stops_before_writing_anything(tmp_path):
           "to train on. Rerun python -m pipeline.preprocess with more images"
           in str(raised.value))
   assert not model_dir.exists() or not os.listdir(model_dir)
-
-
-def test_empty_val_split_warns_and_trains(tmp_path, caplog):
-  # Seven images that all hash to train.
-  data_dir = tiny_data.write(tmp_path / "data", {"train": 7, "val": 0})
-  model_dir = str(tmp_path / "run")
-  with caplog.at_level(logging.WARNING, logger="absl"):
-    result = training.train(_config(data_dir, model_dir, train_steps=1))
-  assert (f"no validation: images/val in {data_dir} holds no examples; "
-          "training goes on" in caplog.text)
-  assert result.step == 1 and result.validation is None
-  assert tf.train.latest_checkpoint(model_dir).endswith("ckpt-1")
-  assert result.weights_path == os.path.join(model_dir,
-                                             "generator.weights.h5")
-  assert os.path.isfile(result.weights_path)
 
 
 def test_non_finite_weights_are_never_checkpointed(tmp_path):

@@ -38,9 +38,11 @@ def _cli(*args):
       capture_output=True, text=True, timeout=300)
 
 
-def test_single_file_cli(head_weights, varied_generator, tmp_path):
+def test_single_file_cli_from_an_export(varied_export, varied_generator,
+                                        tmp_path):
+  # The folder test below runs the CLI from weights.
   image, hole = _sample(90, 140, seed=0)
-  result = _cli(f"--model={head_weights}",
+  result = _cli(f"--model={os.path.join(varied_export, '1')}",
                 f"--image={_write(tmp_path / 'a.png', image)}",
                 f"--mask={_write(tmp_path / 'm.png', hole[..., None] * 255)}",
                 f"--output={tmp_path / 'out' / 'a.png'}")

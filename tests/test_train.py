@@ -3,9 +3,9 @@
 One model_dir goes through a run killed by SIGKILL and a resumed run stopped
 by SIGTERM; each stage checks what the contract promises (config.json,
 checkpoints, TensorBoard, the step and the optimizers carried over). Then the
-one refusal that only a fresh process can show (CPU replicas). A run that
-finishes (exit 0, generator.weights.h5) is test_multi_worker.py's one-device
-run; what runs in-process is in test_training.py.
+one refusal that only a fresh process can show (CPU replicas). Runs that
+finish (exit 0, generator.weights.h5) are in test_distributed_training.py;
+what runs in-process is in test_training.py.
 """
 
 import json

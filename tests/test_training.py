@@ -1,9 +1,9 @@
 """`training.train(config)` in-process: precision, resumes, epochs, NaN stops.
 
-One model_dir goes through a bfloat16 run, a refused resume, a float32
-resume counted in epochs with a new rate, and a run that overflows; each
-stage checks the result, the log line, the checkpoint and what the run left
-in Keras' global state.
+One model_dir, on data without a val split, goes through a bfloat16 run, a
+refused resume, a float32 resume counted in epochs with a new rate, and a run
+that overflows; each stage checks the result, the log line, the checkpoint
+and what the run left in Keras' global state.
 """
 
 import json
@@ -24,24 +24,31 @@ pytestmark = pytest.mark.heavy
 
 
 def test_precision_resumes_epochs_and_nan_stop(tmp_path, caplog):
-  data_dir = tiny_data.write(tmp_path / "data")
+  data_dir = tiny_data.write(tmp_path / "data", {"train": 4, "val": 0})
   model_dir = str(tmp_path / "run")
 
   def config(**overrides):
     return train_config.cpu_small(**{
         "data_dir": data_dir, "model_dir": model_dir, "batch_size": 2,
         "vgg_weights": "none", "critic_steps": 1, "log_every": 1,
-        "val_steps": 0, "image_every": 1000, "val_every": 1000,
-        "checkpoint_every": 1000, **overrides})
+        "image_every": 1000, "val_every": 1000, "checkpoint_every": 1000,
+        **overrides})
 
   # 1. mixed_precision on the CPU: bfloat16 compute, float32 saves, and the
-  # global policy is back to float32 afterwards.
+  # global policy is back to float32 afterwards. The empty val split only
+  # turns validation off.
   # Another test of this process may have quietened absl's logger.
   caplog.set_level(logging.INFO, logger="absl")
   result = training.train(config(train_steps=1, mixed_precision=True))
   assert result.step == 1 and not result.out_of_time
   assert "new run at step 0 of 1 (1 replicas, bfloat16 compute)" in (
       caplog.text)
+  assert (f"no validation: images/val in {data_dir} holds no examples; "
+          "training goes on" in caplog.text)
+  assert result.validation is None
+  assert result.weights_path == os.path.join(model_dir,
+                                             "generator.weights.h5")
+  assert os.path.isfile(result.weights_path)
   assert keras.mixed_precision.global_policy().name == "float32"
   dtypes = tf.train.load_checkpoint(model_dir).get_variable_to_dtype_map()
   floats = {k: v for k, v in dtypes.items() if v.is_floating}

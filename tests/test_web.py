@@ -16,11 +16,11 @@ import threading
 import urllib.error
 import urllib.request
 
+import conftest
 import numpy as np
 from PIL import Image
 import pytest
 
-from serving import export
 from serving import local_server
 from serving import web
 
@@ -30,8 +30,7 @@ from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-#: Small, so that a photo above it is cheap to make and the test runs fast.
-MAX_PIXELS = 128 * 128
+MAX_PIXELS = conftest.EXPORT_MAX_PIXELS
 HEIGHT, WIDTH = 96, 160
 BRUSH = 16
 
@@ -63,13 +62,11 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def server_port(generator, tmp_path_factory):
-  """The local server on a free port, serving an export of `generator`."""
-  base = tmp_path_factory.mktemp("web") / "lbam"
-  export.export(generator, str(base / "1"), max_pixels=MAX_PIXELS,
-                warmup_sizes=())
-  with open(base.parent / "server.log", "w") as log, \
-      local_server.subprocess_server(str(base), log) as port:
+def server_port(varied_export, tmp_path_factory):
+  """The local server on a free port, serving the shared export."""
+  log_path = tmp_path_factory.mktemp("web") / "server.log"
+  with open(log_path, "w") as log, \
+      local_server.subprocess_server(varied_export, log) as port:
     yield port
 
 
