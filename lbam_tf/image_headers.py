@@ -199,8 +199,8 @@ def header_size(data, name, index, max_pixels):
 
   Nothing is decoded: a small file declaring a huge image fails here instead
   of allocating it. Graph ops only (`tf.while_loop` and `tf.switch_case`
-  where it branches), so AutoGraph is kept out: converting its readers anew
-  for every lambda of the switch took most of an export's time.
+  where it branches), so AutoGraph is kept out: it converted the readers anew
+  for every lambda of the switch, 117 conversions and 3 of 17 s per export.
   """
   where = tf.strings.join([name, "[", tf.strings.as_string(index), "]"])
   kind = _format_index(data)

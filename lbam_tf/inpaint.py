@@ -134,8 +134,8 @@ class InpaintModule(tf.Module):
     """Pads, runs, crops and composites float [B,H,W,3] with mask 1 = known.
 
     One traced function for every call site of both signatures, traced
-    without AutoGraph: the generator has no Python control flow on tensors,
-    and converting its code took more time than tracing it.
+    without AutoGraph: the generator has no Python control flow on tensors
+    for it to convert.
     """
     mask = tf.cast(mask > 0.5, tf.float32)
     padded_image, size = image_ops.pad_to_multiple(image)

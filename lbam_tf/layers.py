@@ -204,7 +204,7 @@ def _scaled_shape(shape, factor, channels):
   """[B, H, W, C] -> [B, H * factor, W * factor, channels]; None stays None.
 
   For `compute_output_shape`: with it Keras builds the functional generator
-  from shapes instead of tracing every block's `call` (3x faster builds).
+  from shapes instead of tracing every block's `call` (2.5x faster builds).
   """
   batch, height, width = shape[:3]
   return (batch, None if height is None else int(height * factor),
