@@ -116,9 +116,10 @@ def varied_export(request, tmp_path_factory):
   model_base_path whose version 1 the serving tests load and serve
   (read-only: a test that changes an export copies it first).
 
-  An export takes 20-45 s here, so xdist's workers share one: the first to
-  get here writes it, under a lock, in the run's shared temporary folder;
-  export's rename into place makes version 1 appear only when complete.
+  An export takes 12 s on the quiet machine and more beside other tests, so
+  xdist's workers share one: the first to get here writes it, under a lock,
+  in the run's shared temporary folder; export's rename into place makes
+  version 1 appear only when complete.
   """
   # Imported here: importing serving.export starts TF's runtime, and its thread
   # counts (above) can only be set before the first op.
