@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lbam_tf import losses as losses_lib
+from lbam_tf import losses
 
 import tiny_data
 
@@ -145,13 +145,12 @@ def _losses(model_dir):
   return values
 
 
-def _assert_same_step(one, two, step):
-  """Weights within 0.1 x learning rate but for float noise in at most 1 in
+def _assert_same_step(ones, twos, step):
+  """`_variables` of two runs at `step`: weights within 0.1 x learning rate but for float noise in at most 1 in
   100,000 (within one Adam step of lr per step there); Adam's moments (they pin
   the all-reduced gradient's scale, which Adam's steps hide) within 1e-3 of
   themselves, with a floor of 1e-6 of the optimizer's largest moment for
   tensors whose gradient is ~0 (float noise, even in sign)."""
-  ones, twos = _variables(one, step), _variables(two, step)
   assert ones.keys() == twos.keys()
   scale = {}
   for key, value in ones.items():
@@ -187,22 +186,21 @@ def _assert_same_step(one, two, step):
   assert checked["weights"] > 100 and checked["moments"] > 200, checked
 
 
-def _assert_same_losses(one, two):
-  """The same TensorBoard loss scalars at every step, up to float noise."""
-  losses, expected = _losses(two), _losses(one)
+def _assert_same_losses(expected, actual):
+  """The same `_losses` at every step, up to float noise."""
   assert {name for _, name in expected} >= {
       "loss/generator_loss", "loss/critic_loss", "loss/gradient_penalty"}
-  assert losses.keys() == expected.keys()
+  assert actual.keys() == expected.keys()
   for key, value in expected.items():
-    np.testing.assert_allclose(losses[key], value, rtol=1e-4, atol=1e-5,
+    np.testing.assert_allclose(actual[key], value, rtol=1e-4, atol=1e-5,
                                err_msg=str(key))
 
 
-def _assert_loss_assembly(model_dir, step):
-  """The minimised totals are the weighted sums of the logged terms."""
+def _assert_loss_assembly(logged, step):
+  """The minimised totals are the weighted sums of the terms `_losses` read."""
   logs = {name.split("/", 1)[1]: value
-          for (at, name), value in _losses(model_dir).items() if at == step}
-  weights = losses_lib.PRESETS["reference"]
+          for (at, name), value in logged.items() if at == step}
+  weights = losses.PRESETS["reference"]
   names = ("hole", "valid", "perceptual", "style", "adversarial")
   # Distinct weights and terms, so that swapping two weights shows.
   assert len({getattr(weights, name) for name in names}) == len(names)
@@ -218,16 +216,14 @@ def _assert_loss_assembly(model_dir, step):
   assert not wrong, f"logged total vs weighted sum of its terms: {wrong}"
 
 
-def _assert_both_networks_moved(model_dir):
-  """Step 2 changed the generator's first and last convolutions and every
-  critic kernel. (Deep g_A parameters can have exactly zero gradient near
-  initialisation, where their maps underflow to 0.)"""
-  first, second = _variables(model_dir, 1), _variables(model_dir, 2)
-  shapes = tf.train.load_checkpoint(
-      os.path.join(model_dir, "ckpt-2")).get_variable_to_shape_map()
+def _assert_both_networks_moved(first, second):
+  """Between two steps' `_variables`: the generator's first and last
+  convolutions and every critic kernel changed. (Deep g_A parameters can have
+  exactly zero gradient near initialisation, where their maps underflow
+  to 0.)"""
   kernels = [key for key in first
              if key.startswith("critic_optimizer/_trainable_variables/")
-             and len(shapes[key]) == 4]
+             and first[key].ndim == 4]
   generator_keys = [key for key in first if key.startswith(
       "generator_optimizer/_trainable_variables/")]
   assert len(kernels) > 5 and len(generator_keys) > 50
@@ -235,7 +231,7 @@ def _assert_both_networks_moved(model_dir):
   # in, 64 out) first, the output layer's (dc7: 3 out of 128) last.
   ordered = sorted(generator_keys, key=lambda k: int(k.split("/")[2]))
   ends = [ordered[0], ordered[-1]]
-  assert [shapes[key] for key in ends] == [[4, 4, 4, 64], [4, 4, 3, 128]]
+  assert [first[key].shape for key in ends] == [(4, 4, 4, 64), (4, 4, 3, 128)]
   unmoved = [key for key in kernels + ends
              if np.array_equal(first[key], second[key])]
   assert not unmoved, unmoved
@@ -259,12 +255,15 @@ def test_two_replicas_match_one_device_then_resume_and_stop(data_dir,
       assert _wait(process) == 0, _output(process)[-3000:]
     assert "(2 replicas, float32 compute)" in _output(local)
 
-    _assert_loss_assembly(single, 2)
-    _assert_both_networks_moved(single)
+    # The reference's checkpoints (1.1 GB each) and logs, read once.
+    reference = {step: _variables(single, step) for step in (1, 2)}
+    reference_losses = _losses(single)
+    _assert_loss_assembly(reference_losses, 2)
+    _assert_both_networks_moved(reference[1], reference[2])
     for two in (mirrored, cluster):
-      _assert_same_losses(single, two)
+      _assert_same_losses(reference_losses, _losses(two))
       for step in (1, 2):
-        _assert_same_step(single, two, step)
+        _assert_same_step(reference[step], _variables(two, step), step)
     # Only the chief wrote model_dir, and the other worker's folder is gone.
     assert _tree(cluster) == _tree(single) == _tree(mirrored)
     assert "generator.weights.h5" in _tree(cluster)
