@@ -47,9 +47,9 @@ from PIL import Image  # noqa: E402
 
 import torch_reference  # noqa: E402
 from bench import timing  # noqa: E402
-from lbam_tf import convert  # noqa: E402
-from lbam_tf import metrics  # noqa: E402
-from lbam_tf import model_io  # noqa: E402
+from lbam_tf.evaluation import metrics  # noqa: E402
+from lbam_tf.weights import model_io  # noqa: E402
+from lbam_tf.weights import reference_names  # noqa: E402
 
 PATHS = ("torch", "fp32", "fp32_xla", "mixed_bf16", "bf16", "bf16_xla")
 
@@ -108,7 +108,7 @@ def reference_generator():
     return model_io.load_generator(FLAGS.weights)
   weights = torch_reference.random_state_dict(
       torch_reference.Generator("head"), seed=FLAGS.seed)
-  return convert.generator_from_torch_state_dict(weights)
+  return reference_names.generator_from_torch_state_dict(weights)
 
 
 def forward_fns(fp32_generator):
@@ -122,10 +122,10 @@ def forward_fns(fp32_generator):
         {"image": tf.constant(image), "mask": tf.constant(mask)}).numpy()
 
   if "torch" in FLAGS.paths:
-    options = convert.generator_options(fp32_generator)
+    options = reference_names.generator_options(fp32_generator)
     model = torch_reference.load_numpy_state_dict(
         torch_reference.Generator(options["variant"]).eval(),
-        convert.generator_to_torch_state_dict(fp32_generator))
+        reference_names.generator_to_torch_state_dict(fp32_generator))
     fns["torch"] = functools.partial(torch_reference.nhwc_output, model)
   if "fp32" in FLAGS.paths:
     fns["fp32"] = keras_fn(fp32_generator, False)
@@ -166,7 +166,7 @@ def main(argv):
 
   fp32_generator = reference_generator()
   flops = profiled_flops(fp32_generator, FLAGS.size)
-  print(f"generator {convert.generator_options(fp32_generator)}, "
+  print(f"generator {reference_names.generator_options(fp32_generator)}, "
         f"{FLAGS.size}x{FLAGS.size}: {flops / 1e9:.2f} GFLOP per image "
         f"(TF profiler), {repeats} timed repeats, median")
 

@@ -37,8 +37,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from lbam_tf import data  # noqa: E402
-from lbam_tf import masks as masks_lib  # noqa: E402
+from lbam_tf.data import masks as masks_lib  # noqa: E402
+from lbam_tf.data import records  # noqa: E402
 
 flags.DEFINE_string("train_pattern", None,
                     "Glob of training photos for the Beam job.")
@@ -135,7 +135,7 @@ def write_test_masks(data_dir, output_dir):
   """The Beam job's test masks as PNG files, white = hole."""
   os.makedirs(output_dir, exist_ok=True)
   count = 0
-  for i, example in enumerate(data.read_masks(data_dir, "test")):
+  for i, example in enumerate(records.read_masks(data_dir, "test")):
     known = example["mask"].numpy()[..., 0]
     cv2.imwrite(os.path.join(output_dir, f"mask_{i:05d}.png"),
                 np.where(known < 0.5, 255, 0).astype(np.uint8))

@@ -9,7 +9,7 @@ Measures
     dask.distributed cluster of each --workers count (one thread per worker
     process, on loopback), beside the DirectRunner's; the cluster's start-up
     and its first job (the workers' imports) are timed apart;
-  - images/s of `lbam_tf.data.make_dataset` (training mode: decode, crop,
+  - images/s of `lbam_tf.data.records.make_dataset` (training mode: decode, crop,
     flip, mask pairing) against the images/s one training step consumes. The
     step is a generator forward + backward at --batch_size x --crop_size
     (the full GAN step also runs the critic and VGG, so the real consumption is
@@ -165,9 +165,9 @@ def _print_scaling(label, first, last, rates):
 
 
 def _time_reader(data_dir, crop_size, batch_size, batches):
-  from lbam_tf import data
-  dataset = data.make_dataset(data_dir, "train", batch_size=batch_size,
-                              crop_size=crop_size, seed=0)
+  from lbam_tf.data import records
+  dataset = records.make_dataset(data_dir, "train", batch_size=batch_size,
+                                 crop_size=crop_size, seed=0)
   iterator = iter(dataset)
   for _ in range(3):  # warm-up: graph tracing, file opening, prefetch fill
     next(iterator)
@@ -179,7 +179,7 @@ def _time_reader(data_dir, crop_size, batch_size, batches):
 
 def _time_train_step(crop_size, batch_size, steps):
   import tensorflow as tf
-  from lbam_tf import generator as generator_lib
+  from lbam_tf.model import generator as generator_lib
   model = generator_lib.build_generator()
   optimizer = tf.keras.optimizers.Adam(1e-4)
   images = tf.random.uniform([batch_size, crop_size, crop_size, 3])

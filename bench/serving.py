@@ -44,12 +44,12 @@ from PIL import Image  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench import timing  # noqa: E402
-from lbam_tf import convert  # noqa: E402
-from lbam_tf import model_io  # noqa: E402
-from lbam_tf import signatures  # noqa: E402
+from lbam_tf.inference import signatures  # noqa: E402
+from lbam_tf.weights import model_io  # noqa: E402
+from lbam_tf.weights import reference_names  # noqa: E402
 from serving import client as client_lib  # noqa: E402
 from serving import export  # noqa: E402
-from serving import local_server  # noqa: E402
+from serving import processes
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("weights", None,
@@ -154,7 +154,7 @@ def load_weights():
   if FLAGS.weights:
     return model_io.load_generator(FLAGS.weights)
   import torch_reference  # pylint: disable=g-import-not-at-top
-  return convert.generator_from_torch_state_dict(
+  return reference_names.generator_from_torch_state_dict(
       torch_reference.random_state_dict(torch_reference.Generator("head"),
                                         seed=0))
 
@@ -188,8 +188,8 @@ def main(argv):
       export.export(generator, export_dir, warmup_sizes=(),
                     precision=precision)
       with open(os.path.join(tmp, f"{precision}.log"), "w") as log, \
-          local_server.subprocess_server(os.path.dirname(export_dir),
-                                         log) as port:
+          processes.subprocess_server(os.path.dirname(export_dir),
+                                      log) as port:
         rest = client_lib.RestClient(f"http://127.0.0.1:{port}", timeout=600)
         for size in sizes:
           for count in clients:

@@ -22,7 +22,11 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from bench import timing  # noqa: E402
-from lbam_tf import critic, gan, generator, losses, vgg  # noqa: E402
+from lbam_tf.model import critic  # noqa: E402
+from lbam_tf.model import generator  # noqa: E402
+from lbam_tf.model import vgg  # noqa: E402
+from lbam_tf.training import gan  # noqa: E402
+from lbam_tf.training import losses  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("quick", False, "Smoke run: 128 crop, batch 1, fp32, 1 step.")

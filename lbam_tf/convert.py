@@ -1,4 +1,4 @@
-"""The authors' PyTorch checkpoint names to our Keras weights, and back.
+"""Converts the authors' PyTorch checkpoint to Keras weights, and back.
 
 Convert the released checkpoint once:
 
@@ -6,15 +6,14 @@ Convert the released checkpoint once:
         --output pretrained/lbam.weights.h5
 
 which writes `pretrained/config.json` (variant, ablation) beside it for
-`lbam_tf.model_io.load_generator`. `--to_reference` goes the other way, from
+`lbam_tf.weights.model_io.load_generator`. `--to_reference` goes the other way, from
 anything `load_generator` accepts to an `.npz` of reference names.
 
 This module is the command line; the names, layouts and tables are
-`lbam_tf.reference_names`, which `model_io` uses too. Its functions are
-re-exported here, as the README's Python API names them:
+`lbam_tf.weights.reference_names`, which `model_io` uses too:
 
-    generator = convert.generator_from_torch_state_dict(
-        convert.load_state_dict_file("LBAM_G_500.pth"))  # no PyTorch needed
+    generator = reference_names.generator_from_torch_state_dict(
+        reference_names.load_state_dict_file("LBAM_G_500.pth"))  # no PyTorch
 """
 
 import dataclasses
@@ -25,14 +24,9 @@ from absl import app
 from absl import flags
 
 from lbam_tf import cli
-from lbam_tf import generator as generator_lib
-from lbam_tf import model_io
-# The Python API of the README: convert.load_state_dict_file etc.
-from lbam_tf.reference_names import detect_options  # noqa: F401
-from lbam_tf.reference_names import generator_from_torch_state_dict
-from lbam_tf.reference_names import generator_options
-from lbam_tf.reference_names import generator_to_torch_state_dict
-from lbam_tf.reference_names import load_state_dict_file
+from lbam_tf.model import generator as generator_lib
+from lbam_tf.weights import model_io
+from lbam_tf.weights import reference_names
 
 
 @dataclasses.dataclass
@@ -70,11 +64,11 @@ def run(config):
   """
   if config.to_reference:
     generator = model_io.load_generator(config.input)
-    np.savez(config.output, **generator_to_torch_state_dict(generator))
-    return f"wrote {config.output} ({generator_options(generator)})"
-  generator = generator_from_torch_state_dict(
-      load_state_dict_file(config.input), ablation=config.ablation)
-  options = generator_options(generator)
+    np.savez(config.output, **reference_names.generator_to_torch_state_dict(generator))
+    return f"wrote {config.output} ({reference_names.generator_options(generator)})"
+  generator = reference_names.generator_from_torch_state_dict(
+      reference_names.load_state_dict_file(config.input), ablation=config.ablation)
+  options = reference_names.generator_options(generator)
   directory = os.path.dirname(os.path.abspath(config.output))
   os.makedirs(directory, exist_ok=True)
   model_io.write_config(directory, options)
@@ -93,7 +87,7 @@ def define_flags():
       "input", _DEFAULT["input"],
       "Reference checkpoint to convert: a .pth written by torch.save (read "
       "without PyTorch) or an .npz of the same tensors, e.g. the authors' "
-      "LBAM_G_500.pth. With --to_reference: any model lbam_tf.model_io loads "
+      "LBAM_G_500.pth. With --to_reference: any model lbam_tf.weights.model_io loads "
       "(a training model_dir, .weights.h5, .keras).")
   flags.DEFINE_string(
       "output", _DEFAULT["output"],

@@ -5,7 +5,7 @@ Pairs test images with masks deterministically (the seed shuffles both, the
 i-th image gets a mask of bin i mod 6, so every hole-ratio bin gets the same
 share), inpaints every pair with the model(s) and the classical baselines in
 the same run, and reports per-bin PSNR, SSIM and mean L1 (%) of the composited
-8-bit output at the crop size (definitions in `lbam_tf.metrics` and README.md).
+8-bit output at the crop size (definitions in `lbam_tf.evaluation.metrics` and README.md).
 
 Writes to --output_dir: results.md (the table, the model, the data and the
 flags), results.json (the table plus per-pair metrics), results.csv (one row
@@ -33,10 +33,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-from lbam_tf import baselines  # noqa: E402
-from lbam_tf import image_ops  # noqa: E402
+from lbam_tf.evaluation import baselines  # noqa: E402
 from lbam_tf.evaluation import config as config_lib  # noqa: E402
 from lbam_tf.evaluation import runner  # noqa: E402
+from lbam_tf.images import polarity as polarity_rule
 
 _DEFAULT = {
     field.name: field.default
@@ -76,7 +76,7 @@ def define_flags():
       "A folder of mask images, paired with --image_dir images by the seed "
       "(not by name); masks outside the bins (0.01, 0.6] are dropped.")
   flags.DEFINE_enum(
-      "mask_polarity", _DEFAULT["mask_polarity"], list(image_ops.POLARITIES),
+      "mask_polarity", _DEFAULT["mask_polarity"], list(polarity_rule.POLARITIES),
       "Which colour marks holes in --mask_dir files: white (the reference "
       "code's and the pipeline's masks) or black (NVIDIA's irregular mask "
       "zip).")

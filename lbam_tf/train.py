@@ -4,10 +4,10 @@ r"""Trains LBAM's generator and critic with WGAN-GP: python -m lbam_tf.train.
   python -m lbam_tf.train --preset cpu_small --data_dir out/data \
       --model_dir runs/small --train_steps 300 --vgg_weights none
 
-The command line of `lbam_tf.training.train`: the flags (defaults from
+The command line of `lbam_tf.training.loop.train`: the flags (defaults from
 `train_config.TrainConfig`) over a preset (`train_config.PRESETS`) make the
 run's config. What a model_dir holds, resuming, SIGTERM, NaN stops and
-multi-worker runs: see `lbam_tf.training`. Exit status: 0 done, 1 refused
+multi-worker runs: see `lbam_tf.training.loop`. Exit status: 0 done, 1 refused
 before starting or stopped at a NaN / Inf (the last good checkpoint kept),
 143 stopped by SIGTERM after saving.
 """
@@ -23,7 +23,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 from absl import app, flags, logging  # noqa: E402
 
 from lbam_tf import cli  # noqa: E402
-from lbam_tf import train_config  # noqa: E402
+from lbam_tf.training import config as train_config  # noqa: E402
 
 FLAGS = flags.FLAGS
 _DEFAULT = cli.defaults(train_config.TrainConfig)
@@ -166,9 +166,10 @@ def main(argv):
     config.check()
   except ValueError as error:
     raise app.UsageError(str(error)) from None
-  from lbam_tf import monitor, training  # after the flags: TF loads slowly
+  from lbam_tf.training import monitor  # after the flags: TF loads slowly
+  from lbam_tf.training import loop  # after the flags: TF loads slowly
   try:
-    training.train(config)
+    loop.train(config)
   except ValueError as error:
     # Refused for this data, model_dir or machine (the flags parsed): the
     # message says what to do, the flags' help would bury it.

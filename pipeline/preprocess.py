@@ -8,7 +8,7 @@ the key, and writes OUTPUT/images/{split}-SSSSS-of-NNNNN.tfrecord.gz. Draws
 split stratified into hole-ratio bins) and/or ingests --mask_dir, writing
 OUTPUT/masks/{train,test}-*.tfrecord.gz. Files that cannot be used go to
 OUTPUT/rejected.jsonl and to Beam counters; OUTPUT/manifest.json sums it up.
-lbam_tf.data reads the result; its docstring is the schema.
+lbam_tf.data.records reads the result; its docstring is the schema.
 
 Runs on the DirectRunner by default. Any other argument is a Beam pipeline
 option and passes through unchanged, written with '=':
@@ -29,7 +29,6 @@ same). The job uses only what every runner supports (see build()).
 """
 
 import dataclasses
-import json
 import logging
 import os
 
@@ -37,21 +36,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 import apache_beam as beam  # noqa: E402
-from apache_beam.io.filesystem import CompressionTypes  # noqa: E402
-from apache_beam.io.filesystem import FileMetadata  # noqa: E402
-from apache_beam.io.filesystems import FileSystems  # noqa: E402
-from apache_beam.metrics import Metrics  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
-from lbam_tf import bounded_read, data, decode, image_ops, masks  # noqa: E402
+from lbam_tf.data import masks  # noqa: E402
+from lbam_tf.data import records  # noqa: E402
+from lbam_tf.images import decode  # noqa: E402
+from lbam_tf.images import polarity as polarity_rule
+from pipeline import outcomes as outcomes_lib  # noqa: E402
 from pipeline import shards  # noqa: E402
+from pipeline import sources  # noqa: E402
+from pipeline import transforms  # noqa: E402
 
-NAMESPACE = "preprocess"
 SMALL_IMAGE_POLICIES = ("upscale", "reject")
 MASK_DIR_SPLITS = ("hash", "train", "test")
-_WILDCARDS = "*?["
-#: Every reason a rejected.jsonl row can give.
-REJECT_REASONS = decode.REASONS + bounded_read.REASONS + ("unexpected_error",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,318 +106,13 @@ class Config:
         raise ValueError(
             f"--mask_dir {self.mask_dir} needs --mask_polarity white or black "
             "(which colour marks holes in those files); it is never guessed")
-      image_ops.check_polarity(self.mask_polarity)
+      polarity_rule.check(self.mask_polarity)
       if self.mask_dir_split not in MASK_DIR_SPLITS:
         raise ValueError(
             f"--mask_dir_split {self.mask_dir_split!r} is not one of {MASK_DIR_SPLITS}")
     if self.tfds_readers < 1:
       raise ValueError(f"--tfds_readers {self.tfds_readers} must be >= 1")
     return self
-
-
-# Sources.
-
-def glob_base(pattern):
-  """The folder part of a glob before its first wildcard, keys are relative to it."""
-  cut = min([pattern.find(c) for c in _WILDCARDS if c in pattern] or [len(pattern)])
-  head = pattern[:cut]
-  return head[:head.rfind("/") + 1] if "/" in head else ""
-
-
-def printable(path):
-  """`path` as valid UTF-8 text: bytes that are not UTF-8 in a file name (read
-  by Python as lone surrogates, which no UTF-8 encoder takes) become \\xNN."""
-  return path.encode("utf-8", "surrogateescape").decode("utf-8",
-                                                       "backslashreplace")
-
-
-def key_for(path, base):
-  """A location-independent key: `path` relative to the glob's base folder,
-  as printable text whatever bytes the file name holds."""
-  if "://" not in path and "://" not in base:
-    path, base = os.path.abspath(path), os.path.abspath(base or ".") + os.sep
-  return printable(path[len(base):] if base and path.startswith(base) else path)
-
-
-def _check_matches(pattern, flag):
-  found = FileSystems.match([pattern], limits=[1])[0].metadata_list
-  if not found:
-    raise ValueError(f"{flag} {pattern!r} matches no files: check the path and quote the glob")
-
-
-def list_files(pattern):
-  """Metadata of the files matching a glob; listed when the job is built.
-
-  A listed Create, unlike fileio.MatchFiles, is split into partitions by every
-  runner (MatchFiles' one output bundle stays on one DaskRunner worker, where
-  Reshuffle does nothing)."""
-  return list(FileSystems.match([pattern])[0].metadata_list)
-
-
-class ReadFiles(beam.PTransform):
-  """Files matching a glob -> outcomes: kept (key, path, bytes), or rejected:
-  read failures, files over `max_bytes` and entries that are not regular
-  files."""
-
-  def __init__(self, pattern, max_bytes):
-    super().__init__()
-    self._pattern = pattern
-    self._max_bytes = max_bytes
-
-  def expand(self, pipeline):
-    entries = sorted(list_files(self._pattern)
-                     + _unlisted_entries(self._pattern), key=lambda m: m.path)
-    return (pipeline
-            | "List" >> beam.Create(entries)
-            | "Spread" >> beam.Reshuffle()
-            | "Read" >> beam.ParDo(_ReadFile(glob_base(self._pattern),
-                                             self._max_bytes)))
-
-
-def _unlisted_entries(pattern):
-  """Metadata of the entries a local glob matches that Beam's listing drops
-  without a word (it skips what it cannot stat: broken symlinks, loops), so
-  that reading them gives each a rejected.jsonl row."""
-  if "://" in pattern:
-    return []
-  dropped = []
-  for folder, _, names in os.walk(glob_base(pattern) or "."):
-    for name in names:
-      path = os.path.join(folder, name)
-      try:
-        os.stat(path)
-      except OSError:
-        dropped.append(FileMetadata(path, 0))
-  return list(FileSystems.get_filesystem(pattern).match_files(dropped, pattern))
-
-
-def _read_bounded(metadata, max_bytes):
-  """Local files through bounded_read (regular files only, never blocking);
-  other filesystems by their listed size, then reading no more than that."""
-  path = metadata.path
-  if "://" not in path:
-    return bounded_read.read_file(path, max_bytes)
-  if metadata.size_in_bytes > max_bytes:
-    raise bounded_read.FileRefused(
-        "too_large", path, f"holds {metadata.size_in_bytes} bytes, over the "
-        f"limit of {max_bytes}")
-  with FileSystems.open(
-      path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-    return f.read(metadata.size_in_bytes)
-
-
-class _ReadFile(beam.DoFn):
-
-  def __init__(self, base, max_bytes):
-    self._base = base
-    self._max_bytes = max_bytes
-
-  def process(self, metadata):
-    path = printable(metadata.path)
-    try:
-      payload = _read_bounded(metadata, self._max_bytes)
-    except bounded_read.FileRefused as e:
-      yield _rejected(path, e.reason, e.detail)
-      return
-    except Exception as e:  # noqa: BLE001 -- one unreadable file must not stop the job
-      yield _rejected(path, "unreadable", f"{type(e).__name__}: {e}")
-      return
-    yield _kept((key_for(metadata.path, self._base), path, payload))
-
-
-class _ReadTfds(beam.DoFn):
-  """Reads one part of a TFDS split as kept (tfds_id, tfds_id, encoded image
-  bytes) outcomes."""
-
-  def __init__(self, config):
-    self._config = config
-
-  def process(self, part):
-    import tensorflow_datasets as tfds  # only TFDS runs need it
-    config = self._config
-    builder = tfds.builder(config.tfds_name, data_dir=config.tfds_data_dir)
-    dataset = builder.as_dataset(
-        split=part, shuffle_files=False,
-        decoders={config.tfds_image_key: tfds.decode.SkipDecoding()},
-        read_config=tfds.ReadConfig(add_tfds_id=True))
-    for example in dataset.as_numpy_iterator():
-      tfds_id = example["tfds_id"].decode("utf-8")
-      yield _kept((tfds_id, tfds_id, example[config.tfds_image_key]))
-
-
-def tfds_parts(config):
-  """The TFDS split cut into --tfds_readers even parts, read in parallel."""
-  import tensorflow_datasets as tfds
-  return tfds.even_splits(config.tfds_split, n=config.tfds_readers)
-
-
-# Images.
-
-# Outcomes. Each DoFn has one output, ("kept", value) or ("rejected", row),
-# and two plain FlatMaps take it apart: Beam 2.77's DaskRunner merges a
-# ParDo's tagged outputs (with_outputs) into one collection.
-
-def _kept(value):
-  return "kept", value
-
-
-def _rejected(path, reason, detail, kind="image"):
-  """Counts a rejection and tags its rejected.jsonl row."""
-  Metrics.counter(NAMESPACE, f"rejected_{reason}").inc()
-  return "rejected", {"path": path, "reason": reason, "detail": detail,
-                      "kind": kind}
-
-
-def _tagged(outcome, tag):
-  if outcome[0] == tag:
-    yield outcome[1]
-
-
-class SplitOutcomes(beam.PTransform):
-  """Outcomes -> (kept values, rejected rows)."""
-
-  def expand(self, outcomes):
-    return (outcomes | "Kept" >> beam.FlatMap(_tagged, "kept"),
-            outcomes | "Rejected" >> beam.FlatMap(_tagged, "rejected"))
-
-
-def _outputs_or_rejection(path, kind, make):
-  """make()'s list of outputs, or one rejected row if it raises anything.
-
-  One bad element must neither stop the job nor leave half its outputs
-  behind; an error this code did not foresee is also logged with its trace.
-  """
-  try:
-    return make()
-  except decode.Rejected as e:
-    return [_rejected(path, e.reason, e.detail, kind)]
-  except Exception as e:  # noqa: BLE001 -- see the docstring
-    logging.exception("rejected %s after an unexpected error", path)
-    return [_rejected(path, "unexpected_error", f"{type(e).__name__}: {e}",
-                      kind)]
-
-
-def split_of(key, val_fraction, test_fraction):
-  """train, val or test from a hash of the key (independent of --seed)."""
-  u = shards.key_fraction("split", key)
-  if u < test_fraction:
-    return "test"
-  return "val" if u < test_fraction + val_fraction else "train"
-
-
-class CropImage(beam.DoFn):
-  """(key, path, bytes) -> outcomes: kept (split, record key, serialized
-  example) per crop, or rejected."""
-
-  def __init__(self, config):
-    self._config = config
-
-  def process(self, element):
-    key, path, payload = element
-    records = _outputs_or_rejection(
-        path, "image", lambda: [_kept(r) for r in self._records(key, payload)])
-    if records and records[0][0] == "kept":
-      Metrics.counter(NAMESPACE, "images_decoded").inc()
-      Metrics.counter(NAMESPACE, "crops_written").inc(len(records))
-    yield from records
-
-  def _records(self, key, payload):
-    config = self._config
-    image = decode.decode_image(payload, config.max_pixels, config.load_size)
-    if min(image.shape[:2]) < config.crop_size and config.small_images == "reject":
-      raise decode.Rejected(
-          "too_small", f"{image.shape[1]}x{image.shape[0]} is below "
-          f"--crop_size {config.crop_size}; --small_images=upscale would "
-          "keep it")
-    shape = decode.resized_shape(image.shape, config.load_size)
-    split = split_of(key, config.val_fraction, config.test_fraction)
-    offsets = decode.crop_offsets(key, config.seed, shape, config.crop_size,
-                                  config.crops_per_image)
-    crops = decode.resized_crops(image, shape, offsets, config.crop_size)
-    return [(split, f"{key}#{index:04d}", data.image_example(crop, key, offset))
-            for index, (crop, offset) in enumerate(zip(crops, offsets))]
-
-
-# Masks.
-
-def generate_mask(spec, config):
-  """(split, kind, index, hole_range) -> (split, source, example, hole ratio)."""
-  split, kind, index, hole_range = spec
-  mask = masks.generate(kind, masks.seeded_rng(config.seed, "mask", split, kind, index),
-                        (config.crop_size, config.crop_size), hole_range)
-  Metrics.counter(NAMESPACE, f"masks_{kind}").inc()
-  source = f"{kind}/{split}/{index:06d}"
-  return split, source, data.mask_example(mask, source), masks.hole_ratio(mask)
-
-
-class IngestMask(beam.DoFn):
-  """(key, path, bytes) of a mask file -> outcome: kept (split, source,
-  example, hole ratio), or rejected."""
-
-  def __init__(self, config):
-    self._config = config
-
-  def process(self, element):
-    key, path, payload = element
-    records = _outputs_or_rejection(
-        path, "mask", lambda: [_kept(self._record(key, payload))])
-    if records[0][0] == "kept":
-      Metrics.counter(NAMESPACE, "masks_ingested").inc()
-    yield from records
-
-  def _record(self, key, payload):
-    config = self._config
-    mask = decode.decode_mask(payload, config.max_pixels, config.mask_polarity,
-                              config.crop_size)
-    split = config.mask_dir_split
-    if split == "hash":
-      split = split_of(key, 0.0, config.mask_test_fraction)
-    return split, key, data.mask_example(mask, key), masks.hole_ratio(mask)
-
-
-# Reports.
-
-def _write_reports(grouped, config):
-  """(None, stats and rejected rows) -> rejected.jsonl and manifest.json."""
-  _, entries = grouped
-  rows = [value for section, _, value in entries if section == "rejected_row"]
-  lines = sorted(json.dumps(row, sort_keys=True) for row in rows)
-  shards.write_text_file(FileSystems.join(config.output_dir, "rejected.jsonl"),
-                         "".join(line + "\n" for line in lines))
-  counts = {"images": {s: 0 for s in data.IMAGE_SPLITS},
-            "masks": {s: 0 for s in data.MASK_SPLITS}}
-  histogram = {s: masks.ratio_histogram([]) for s in data.MASK_SPLITS}
-  rejected = {"total": len(rows),
-              "by_reason": {r: 0 for r in REJECT_REASONS}}
-  for row in rows:
-    rejected["by_reason"][row["reason"]] += 1
-  input_files = 0
-  for section, name, value in entries:
-    if section in counts:
-      counts[section][name] += value
-    elif section == "hole_ratio":
-      split, label = name
-      histogram[split][label] += value
-    elif section == "input_files":
-      input_files += value
-  manifest = {
-      "counts": counts,
-      "input_files": input_files,
-      "rejected": rejected,
-      "mask_hole_ratio_histogram": histogram,
-      "flags": dataclasses.asdict(config),
-      "schema": data.SCHEMA,
-  }
-  shards.write_text_file(
-      FileSystems.join(config.output_dir, data.MANIFEST_NAME),
-      json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-
-
-def _mask_pattern(mask_dir):
-  """--mask_dir as a file pattern: a folder means every file in it."""
-  if any(c in mask_dir for c in _WILDCARDS):
-    return mask_dir
-  return FileSystems.join(mask_dir, "*")
 
 
 # The pipeline.
@@ -437,20 +129,20 @@ def build(pipeline, config):
   # Images: read, decode, crop, split, write.
   if config.input_pattern or config.tfds_name:
     if config.input_pattern:
-      outcomes = pipeline | "ReadImages" >> ReadFiles(
+      outcomes = pipeline | "ReadImages" >> sources.ReadFiles(
           config.input_pattern, decode.max_file_bytes(config.max_pixels))
     else:
       outcomes = (pipeline
-                  | "TfdsParts" >> beam.Create(tfds_parts(config))
-                  | "ReadTfds" >> beam.ParDo(_ReadTfds(config))
+                  | "TfdsParts" >> beam.Create(sources.tfds_parts(config))
+                  | "ReadTfds" >> beam.ParDo(sources.ReadTfds(config))
                   | "SpreadTfds" >> beam.Reshuffle())
-    files, unread = outcomes | "ReadOutcomes" >> SplitOutcomes()
+    files, unread = outcomes | "ReadOutcomes" >> outcomes_lib.SplitOutcomes()
     crops, undecoded = (files
-                        | "Crop" >> beam.ParDo(CropImage(config))
-                        | "CropOutcomes" >> SplitOutcomes())
+                        | "Crop" >> beam.ParDo(transforms.CropImage(config))
+                        | "CropOutcomes" >> outcomes_lib.SplitOutcomes())
     rejected += [unread, undecoded]
     written = crops | "WriteImages" >> shards.WriteShards(
-        config.output_dir, "images", data.IMAGE_SPLITS, config.num_shards)
+        config.output_dir, "images", records.IMAGE_SPLITS, config.num_shards)
     stats.append(written | "ImageCounts" >> beam.Map(lambda s: ("images", s[0], s[1])))
     stats.append(files | "InputStat" >> beam.Map(
         lambda _: ("input_files", None, 1)))
@@ -463,15 +155,15 @@ def build(pipeline, config):
     mask_sets.append(pipeline
                      | "MaskPlan" >> beam.Create(plan)
                      | "SpreadMasks" >> beam.Reshuffle()
-                     | "Generate" >> beam.Map(generate_mask, config))
+                     | "Generate" >> beam.Map(transforms.generate_mask, config))
   if config.mask_dir:
-    outcomes = pipeline | "ReadMasks" >> ReadFiles(
-        _mask_pattern(config.mask_dir),
+    outcomes = pipeline | "ReadMasks" >> sources.ReadFiles(
+        sources.mask_pattern(config.mask_dir),
         decode.max_file_bytes(config.max_pixels))
-    mask_files, unread = outcomes | "MaskReadOutcomes" >> SplitOutcomes()
+    mask_files, unread = outcomes | "MaskReadOutcomes" >> outcomes_lib.SplitOutcomes()
     ingested, undecoded = (mask_files
-                           | "Ingest" >> beam.ParDo(IngestMask(config))
-                           | "IngestOutcomes" >> SplitOutcomes())
+                           | "Ingest" >> beam.ParDo(transforms.IngestMask(config))
+                           | "IngestOutcomes" >> outcomes_lib.SplitOutcomes())
     rejected += [unread, undecoded]
     mask_sets.append(ingested)
   if mask_sets:
@@ -479,7 +171,7 @@ def build(pipeline, config):
     written = (all_masks
                | "MaskRecords" >> beam.Map(lambda m: (m[0], m[1], m[2]))
                | "WriteMasks" >> shards.WriteShards(
-                   config.output_dir, "masks", data.MASK_SPLITS,
+                   config.output_dir, "masks", records.MASK_SPLITS,
                    config.num_shards))
     stats.append(written | "MaskCounts" >> beam.Map(lambda s: ("masks", s[0], s[1])))
     stats.append(all_masks | "HoleBins" >> beam.Map(
@@ -503,16 +195,16 @@ def build(pipeline, config):
        | "AllEntries" >> beam.Flatten()
        | "OneKey" >> beam.Map(lambda entry: (None, entry))
        | "Gather" >> beam.GroupByKey()
-       | "WriteReports" >> beam.Map(_write_reports, config))
+       | "WriteReports" >> beam.Map(transforms.write_reports, config))
 
 
 def run(config, beam_args=()):
   """Runs the job to completion; returns the Beam PipelineResult."""
   config.check()
   if config.input_pattern:
-    _check_matches(config.input_pattern, "--input_pattern")
+    sources.check_matches(config.input_pattern, "--input_pattern")
   if config.mask_dir:
-    _check_matches(_mask_pattern(config.mask_dir), "--mask_dir")
+    sources.check_matches(sources.mask_pattern(config.mask_dir), "--mask_dir")
   options = PipelineOptions(list(beam_args))
   pipeline = beam.Pipeline(options=options)
   build(pipeline, config)
@@ -528,7 +220,7 @@ def counters(result):
     metrics = result.metrics()
   except NotImplementedError:
     return None
-  query = metrics.query(beam.metrics.MetricsFilter().with_namespace(NAMESPACE))
+  query = metrics.query(beam.metrics.MetricsFilter().with_namespace(outcomes_lib.NAMESPACE))
   totals = {}
   for counter in query["counters"]:
     name = counter.key.metric.name
@@ -601,7 +293,7 @@ def define_flags():
   flags.DEFINE_string("mask_dir", _DEFAULT["mask_dir"],
                       "Folder (or glob) of existing mask files to ingest, e.g. "
                       "NVIDIA's irregular masks; needs --mask_polarity.")
-  flags.DEFINE_enum("mask_polarity", _DEFAULT["mask_polarity"], list(image_ops.POLARITIES),
+  flags.DEFINE_enum("mask_polarity", _DEFAULT["mask_polarity"], list(polarity_rule.POLARITIES),
                     "Which colour marks holes in --mask_dir files: white or "
                     "black (NVIDIA's zip: black). Required with --mask_dir.")
   flags.DEFINE_enum("mask_dir_split", _DEFAULT["mask_dir_split"], MASK_DIR_SPLITS,

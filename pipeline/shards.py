@@ -17,7 +17,7 @@ import google_crc32c
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from lbam_tf import data
+from lbam_tf.data import records
 
 
 def key_fraction(*parts):
@@ -61,11 +61,12 @@ class _WriteShard(beam.DoFn):
 
   def process(self, element):
     (split, shard), entries = element
-    records = sorted(entry for entry in entries if entry is not None)
+    examples = sorted(entry for entry in entries if entry is not None)
     path = FileSystems.join(
-        self._output_dir, data.shard_name(self._kind, split, shard, self._num_shards))
-    write_gzip_file(path, (frame_record(payload) for _, payload in records))
-    yield split, len(records)
+        self._output_dir,
+        records.shard_name(self._kind, split, shard, self._num_shards))
+    write_gzip_file(path, (frame_record(payload) for _, payload in examples))
+    yield split, len(examples)
 
 
 class WriteShards(beam.PTransform):
@@ -81,12 +82,12 @@ class WriteShards(beam.PTransform):
     self._splits = tuple(splits)
     self._num_shards = num_shards
 
-  def expand(self, records):
+  def expand(self, examples):
     num_shards = self._num_shards
-    keyed = records | "KeyByShard" >> beam.Map(
+    keyed = examples | "KeyByShard" >> beam.Map(
         lambda r: ((r[0], int(key_fraction("shard", r[1]) * num_shards)),
                    (r[1], r[2])))
-    every_shard = records.pipeline | "EveryShard" >> beam.Create(
+    every_shard = examples.pipeline | "EveryShard" >> beam.Create(
         [((split, shard), None) for split in self._splits
          for shard in range(num_shards)])
     return ((keyed, every_shard)

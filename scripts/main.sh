@@ -48,7 +48,7 @@ stop_server() {
   fi
 }
 trap stop_server EXIT
-"$py" -c 'import sys; from serving import local_server as s; pid = int(sys.argv[2])
+"$py" -c 'import sys; from serving import processes as s; pid = int(sys.argv[2])
 print(s.wait_until_answers(int(sys.argv[1]), lambda: s.process_alive(pid)), file=sys.stderr)' \
   "$port" "$server" || { tail -20 "$out/server.log" >&2; exit 1; }
 step "inpainting page: http://127.0.0.1:$port/ (open it while the server runs; LBAM_KEEP_SERVING=1 keeps it up)"

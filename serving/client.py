@@ -11,7 +11,7 @@ optional `tensorflow-serving-api` package, which pulls in the full
 `tensorflow` wheel; it is imported only when `--protocol grpc` is asked for.
 
 `--image`, `--mask` and `--output` pair files as `lbam_tf.inpaint` does
-(`lbam_tf.image_files`). A request that fails is retried image by image, so a
+(`lbam_tf.images.files`). A request that fails is retried image by image, so a
 bad file costs only its own result.
 """
 
@@ -26,12 +26,11 @@ from absl import app
 from absl import flags
 
 from lbam_tf import cli
-from lbam_tf import image_files
-from lbam_tf import signatures
+from lbam_tf.images import files as image_files
+from lbam_tf.images import polarity as polarity_rule
+from lbam_tf.inference import signatures
 
 PROTOCOLS = ("rest", "grpc")
-#: lbam_tf.image_ops.POLARITIES, which imports TensorFlow.
-POLARITIES = ("white", "black")
 
 
 class ServerError(Exception):
@@ -187,9 +186,7 @@ class Config:
     if self.protocol not in PROTOCOLS:
       raise ValueError(f"--protocol {self.protocol!r} is not one of "
                        f"{PROTOCOLS}")
-    if self.mask_polarity not in POLARITIES:
-      raise ValueError(f"--mask_polarity {self.mask_polarity!r} is not one "
-                       f"of {POLARITIES}")
+    polarity_rule.check(self.mask_polarity)
     for name in ("batch_size", "timeout"):
       if getattr(self, name) < 1:
         raise ValueError(f"--{name} {getattr(self, name)} must be at least 1")
@@ -234,7 +231,7 @@ def define_flags():
   flags.DEFINE_string("model_name", _DEFAULT["model_name"],
                       "The served model's name.")
   flags.DEFINE_enum("mask_polarity", _DEFAULT["mask_polarity"],
-                    list(POLARITIES),
+                    list(polarity_rule.POLARITIES),
                     "Which colour marks the holes in the mask files.")
   flags.DEFINE_integer("batch_size", _DEFAULT["batch_size"],
                        "Images per request.")

@@ -6,7 +6,7 @@
         --mask_dir out/demo/masks --output_dir out/demo/inpainted \
         --side_by_side out/demo/side_by_side.png
 
-Masks are drawn by `lbam_tf.masks` at each image's own size (any size is
+Masks are drawn by `lbam_tf.data.masks` at each image's own size (any size is
 served), seeded by the file name, so every run draws the same holes. No
 TensorFlow here: both modes take a second.
 """
@@ -20,8 +20,9 @@ import numpy as np
 from PIL import Image
 
 from lbam_tf import cli
-from lbam_tf import image_files
-from lbam_tf import masks
+from lbam_tf import seeding
+from lbam_tf.data import masks
+from lbam_tf.images import files as image_files
 
 GAP = 8
 ROW_HEIGHT = 256
@@ -60,7 +61,7 @@ def write_masks(image_dir, mask_dir, hole_range=(0.1, 0.3), seed=0):
   for path in image_files.list_images(image_dir):
     with Image.open(path) as image:
       width, height = image.size
-    hole = masks.random_mask(masks.seeded_rng(seed, image_files.stem(path)),
+    hole = masks.random_mask(seeding.seeded_rng(seed, image_files.stem(path)),
                              (height, width), hole_range=hole_range)
     written.append(os.path.join(mask_dir, image_files.stem(path) + ".png"))
     Image.fromarray(hole).save(written[-1])

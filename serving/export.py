@@ -2,15 +2,15 @@
 
     python -m serving.export --weights runs/paris --export_dir exports/lbam/1
 
-`--weights` is anything `lbam_tf.model_io.load_generator` reads: a training
+`--weights` is anything `lbam_tf.weights.model_io.load_generator` reads: a training
 model_dir, a `.weights.h5`, a `.keras` file, or the authors' `.pth` / `.npz`.
 The last folder of `--export_dir` is the version number TF Serving serves
 (`<model_base_path>/<version>`).
 
-The signatures are `lbam_tf.inpaint.InpaintModule`'s, in TF Serving's
+The signatures are `lbam_tf.inference.module.InpaintModule`'s, in TF Serving's
 `tensorflow/serving/predict` method: `serving_default` (encoded images and
 masks in, PNGs out, any size, known pixels bit-exact) and `inpaint_tensor`
-(float tensors, composited); see `lbam_tf/inpaint.py` for the exact inputs,
+(float tensors, composited); see `lbam_tf/inference/module.py` for the exact inputs,
 rules and errors.
 
 `--precision bfloat16` rebuilds the generator with bfloat16 weights and
@@ -40,15 +40,15 @@ import tensorflow as tf  # noqa: E402
 from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
 
 from lbam_tf import cli  # noqa: E402
-from lbam_tf import generator as generator_lib  # noqa: E402
-from lbam_tf import inpaint  # noqa: E402
-from lbam_tf import model_io  # noqa: E402
-from lbam_tf.signatures import SERVING_SIGNATURE  # noqa: E402
-from lbam_tf.signatures import TENSOR_SIGNATURE  # noqa: E402
+from lbam_tf.inference import module as inference  # noqa: E402
+from lbam_tf.inference.signatures import SERVING_SIGNATURE  # noqa: E402
+from lbam_tf.inference.signatures import TENSOR_SIGNATURE  # noqa: E402
+from lbam_tf.model import generator as generator_lib  # noqa: E402
+from lbam_tf.weights import model_io  # noqa: E402
 
-DEFAULT_MAX_PIXELS = inpaint.DEFAULT_MAX_PIXELS
-DEFAULT_MAX_IMAGES = inpaint.DEFAULT_MAX_IMAGES
-DEFAULT_MAX_REQUEST_PIXELS = inpaint.DEFAULT_MAX_REQUEST_PIXELS
+DEFAULT_MAX_PIXELS = inference.DEFAULT_MAX_PIXELS
+DEFAULT_MAX_IMAGES = inference.DEFAULT_MAX_IMAGES
+DEFAULT_MAX_REQUEST_PIXELS = inference.DEFAULT_MAX_REQUEST_PIXELS
 #: What `tf.saved_model.save` and `write_warmup_requests` put in a version
 #: folder; --overwrite replaces only a folder holding nothing else.
 EXPORT_ENTRIES = {"saved_model.pb", "fingerprint.pb", "variables", "assets",
@@ -242,8 +242,8 @@ def export(generator, export_dir, max_pixels=DEFAULT_MAX_PIXELS,
   staging = _sibling(target, "tmp")
   os.mkdir(staging)
   try:
-    module = inpaint.InpaintModule(generator, max_pixels, max_images,
-                                   max_request_pixels)
+    module = inference.InpaintModule(generator, max_pixels, max_images,
+                                     max_request_pixels)
     tf.saved_model.save(module, staging, signatures=module.signatures())
     if warmup_sizes:
       write_warmup_requests(staging, warmup_sizes)

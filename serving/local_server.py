@@ -43,11 +43,7 @@ import json
 import os
 import re
 import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -57,11 +53,10 @@ from absl import logging  # noqa: E402
 
 from lbam_tf import cli  # noqa: E402
 from serving import web  # noqa: E402
+from serving.servable import latest_version  # noqa: E402
 from serving.servable import RequestError  # noqa: E402
 from serving.servable import Servable  # noqa: E402
-from serving.servable import latest_version  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _PATH = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?"
@@ -282,97 +277,6 @@ class Server:
     async with server:
       await stop.wait()
     self.pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _free_port():
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
-def process_alive(pid):
-  """Whether process `pid` exists (for a script that started the server)."""
-  try:
-    os.kill(pid, 0)
-    return True
-  except ProcessLookupError:
-    return False
-
-
-def wait_until_answers(port, is_alive, model_name="lbam", timeout=180):
-  """Polls GET /v1/models/<model_name> on loopback until it answers.
-
-  Args:
-    port: the server's port.
-    is_alive: () -> bool, False once the server process has exited.
-    model_name: as the server's --model_name.
-    timeout: seconds to wait.
-
-  Returns:
-    The model's status (TF Serving's model_version_status[0]).
-
-  Raises:
-    RuntimeError: the server exited, or did not answer within `timeout`.
-  """
-  deadline = time.monotonic() + timeout
-  while True:
-    try:
-      with urllib.request.urlopen(
-          f"http://127.0.0.1:{port}/v1/models/{model_name}", timeout=5) as r:
-        return json.loads(r.read())["model_version_status"][0]
-    except OSError:
-      if not is_alive():
-        raise RuntimeError("the server exited at start") from None
-      if time.monotonic() > deadline:
-        raise RuntimeError(
-            f"the server did not answer on port {port} within {timeout} s"
-        ) from None
-      time.sleep(0.5)
-
-
-@contextlib.contextmanager
-def subprocess_server(model_base_path, log, args=(), timeout=180):
-  """This server in a child process on a free loopback port.
-
-  For tests and benchmarks, which must measure or probe a real server and
-  must never leave one running.
-
-  Args:
-    model_base_path: as --model_base_path.
-    log: an open file receiving the child's stdout and stderr.
-    args: more flags, e.g. ["--max_request_bytes=1024"] (not --model_name:
-      the wait asks for the default name, lbam).
-    timeout: seconds to wait for the first answer.
-
-  Yields:
-    The port, once GET /v1/models/lbam answers. On exit the child is
-    terminated, and killed if it has not stopped 20 s later.
-
-  Raises:
-    RuntimeError: the child exited, or did not answer within `timeout`; the
-      message carries the end of its log.
-  """
-  port = _free_port()
-  server = subprocess.Popen(
-      [sys.executable, "-m", "serving.local_server",
-       f"--model_base_path={model_base_path}", f"--port={port}", *args],
-      cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-  try:
-    try:
-      wait_until_answers(port, lambda: server.poll() is None, timeout=timeout)
-    except RuntimeError as error:
-      log.flush()
-      with open(log.name) as f:
-        tail = f.read()[-2000:]
-      raise RuntimeError(f"{error}; {log.name} ends:\n{tail}") from None
-    yield port
-  finally:
-    server.terminate()
-    try:
-      server.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-      server.kill()
-      server.wait(timeout=20)
 
 
 @dataclasses.dataclass

@@ -19,8 +19,8 @@ import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
-from lbam_tf import inpaint
-from lbam_tf import signatures
+from lbam_tf.inference import module as inference
+from lbam_tf.inference import signatures
 
 #: TF Serving's canonical error code -> HTTP status (its http_rest_api_util).
 HTTP_STATUS = {
@@ -235,7 +235,7 @@ class Servable:
     except tf.errors.OpError as error:
       if error.error_code not in HTTP_STATUS:
         raise  # INTERNAL, UNKNOWN, ...: the server's fault, logged as such
-      raise RequestError(inpaint.error_text(error.message),
+      raise RequestError(inference.error_text(error.message),
                          HTTP_STATUS[error.error_code]) from error
     except (ValueError, TypeError) as error:
       sent = ", ".join(f"{k}: {v.dtype.name} {v.shape}"

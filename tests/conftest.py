@@ -15,9 +15,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from lbam_tf import convert  # noqa: E402
-from lbam_tf import generator as generator_lib  # noqa: E402
-from lbam_tf import model_io  # noqa: E402
+from lbam_tf.model import generator as generator_lib  # noqa: E402
+from lbam_tf.weights import model_io  # noqa: E402
+from lbam_tf.weights import reference_names  # noqa: E402
 
 tf.config.threading.set_intra_op_parallelism_threads(2)
 tf.config.threading.set_inter_op_parallelism_threads(2)
@@ -90,7 +90,7 @@ def varied_generator():
   weights = torch_reference.random_state_dict(
       torch_reference.Generator("head"), seed=5)
   weights["dc7.weight"] = weights["dc7.weight"] * VARIED_OUTPUT_GAIN
-  return convert.generator_from_torch_state_dict(weights)
+  return reference_names.generator_from_torch_state_dict(weights)
 
 
 @pytest.fixture(scope="session")

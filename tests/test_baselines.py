@@ -4,7 +4,7 @@ trivial fill, repeat exactly."""
 import numpy as np
 import pytest
 
-from lbam_tf import baselines
+from lbam_tf.evaluation import baselines
 
 
 def _smooth_images():

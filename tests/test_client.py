@@ -15,7 +15,7 @@ import threading
 
 import pytest
 
-from lbam_tf import image_files
+from lbam_tf.images import files as image_files
 from serving import client
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

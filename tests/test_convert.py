@@ -15,9 +15,9 @@ import pytest
 import torch
 import torch_reference
 
-from lbam_tf import convert
-from lbam_tf import generator as generator_lib
-from lbam_tf import model_io
+from lbam_tf.model import generator as generator_lib
+from lbam_tf.weights import model_io
+from lbam_tf.weights import reference_names
 
 # float32 outputs in [0, 1] of a 68M-parameter network computed by two
 # libraries (different conv algorithms and summation orders): measured max abs
@@ -27,7 +27,8 @@ from lbam_tf import model_io
 # larger.
 PARITY_TOLERANCE = 1e-5
 
-# Trainable parameter counts of the reference generator (lbam_state_dict.json).
+# Trainable parameter counts of the reference generator
+# (docs/reference.md#parameter-counts).
 REFERENCE_PARAMETERS = {"head": 68_304_948, "original_bn": 68_317_748}
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,7 +55,7 @@ def converted(request):
   variant = request.param
   weights = torch_reference.random_state_dict(
       torch_reference.Generator(variant), seed=len(variant))
-  generator = convert.generator_from_torch_state_dict(weights)
+  generator = reference_names.generator_from_torch_state_dict(weights)
   return variant, weights, _torch_model(weights, variant), generator
 
 
@@ -62,8 +63,8 @@ def converted(request):
                          [(1, 256, 256), (2, 128, 384)])
 def test_outputs_match_the_pytorch_reference(converted, batch, height, width):
   variant, weights, torch_model, generator = converted
-  assert convert.generator_options(generator) == {"variant": variant,
-                                                  "ablation": "none"}
+  assert reference_names.generator_options(generator) == {"variant": variant,
+                                                          "ablation": "none"}
   clamped = [name for name, value in weights.items()
              if name.endswith(".a") and not 1.01 <= value <= 6.0]
   assert clamped, "random_state_dict should draw g_A values outside the clamp"
@@ -77,7 +78,7 @@ def test_outputs_match_the_pytorch_reference(converted, batch, height, width):
 
 def test_round_trip_through_reference_names(converted):
   variant, weights, torch_model, generator = converted
-  exported = convert.generator_to_torch_state_dict(generator)
+  exported = reference_names.generator_to_torch_state_dict(generator)
   assert list(exported) == list(torch_model.state_dict())
   for name, value in weights.items():
     if not name.endswith("num_batches_tracked"):
@@ -90,7 +91,7 @@ def test_round_trip_through_reference_names(converted):
   # PyTorch's strict loading accepts the export as it is.
   _torch_model(exported, variant)
 
-  reloaded = convert.generator_from_torch_state_dict(exported)
+  reloaded = reference_names.generator_from_torch_state_dict(exported)
   image, mask = _inputs(1, 128, 128)
   np.testing.assert_array_equal(
       reloaded({"image": image, "mask": mask}, training=False).numpy(),
@@ -101,18 +102,18 @@ def test_round_trip_through_reference_names(converted):
                          ["forward_only", "unlearned", "mask3x3", "sigmoid"])
 def test_ablations_round_trip(ablation):
   generator = generator_lib.build_generator(ablation=ablation)
-  exported = convert.generator_to_torch_state_dict(generator)
+  exported = reference_names.generator_to_torch_state_dict(generator)
   if ablation == "sigmoid":
     with pytest.raises(ValueError, match="pass ablation='sigmoid'"):
-      convert.detect_options(exported)
-    reloaded = convert.generator_from_torch_state_dict(exported,
-                                                       ablation=ablation)
+      reference_names.detect_options(exported)
+    reloaded = reference_names.generator_from_torch_state_dict(exported,
+                                                               ablation=ablation)
   else:
-    assert convert.detect_options(exported) == {"variant": "head",
-                                                "ablation": ablation}
-    reloaded = convert.generator_from_torch_state_dict(exported)
-  assert convert.generator_options(reloaded) == {"variant": "head",
-                                                 "ablation": ablation}
+    assert reference_names.detect_options(exported) == {"variant": "head",
+                                                        "ablation": ablation}
+    reloaded = reference_names.generator_from_torch_state_dict(exported)
+  assert reference_names.generator_options(reloaded) == {"variant": "head",
+                                                         "ablation": ablation}
   for want, got in zip(generator.weights, reloaded.weights):
     assert want.path == got.path
     np.testing.assert_array_equal(got.numpy(), want.numpy(), err_msg=want.path)
@@ -122,15 +123,15 @@ def test_a_real_pth_file_loads_like_torch(converted, tmp_path):
   variant, weights, torch_model, _ = converted
   path = tmp_path / "lbam.pth"
   torch.save(torch_model.state_dict(), path)
-  loaded = convert.load_state_dict_file(path)
+  loaded = reference_names.load_state_dict_file(path)
   assert list(loaded) == list(torch_model.state_dict())
   for name, tensor in torch_model.state_dict().items():
     np.testing.assert_array_equal(loaded[name], tensor.numpy(), err_msg=name)
   # A training checkpoint that wraps the state dict is unwrapped.
   wrapped = tmp_path / "checkpoint.pth"
   torch.save({"epoch": 500, "state_dict": torch_model.state_dict()}, wrapped)
-  assert list(convert.load_state_dict_file(wrapped)) == list(loaded)
-  assert convert.detect_options(loaded)["variant"] == variant
+  assert list(reference_names.load_state_dict_file(wrapped)) == list(loaded)
+  assert reference_names.detect_options(loaded)["variant"] == variant
 
 
 def test_key_errors_name_every_bad_key_with_expected_shapes():
@@ -141,7 +142,7 @@ def test_key_errors_name_every_bad_key_with_expected_shapes():
   weights["ec2.conv.conv.weight"] = weights["ec2.conv.conv.weight"].transpose(
       2, 3, 1, 0)
   with pytest.raises(ValueError) as error:
-    convert.generator_from_torch_state_dict(weights)
+    reference_names.generator_from_torch_state_dict(weights)
   message = str(error.value)
   assert "1 unknown keys: ec1.conv.extra.weight" in message
   assert "1 missing keys: dc3.conv.weight [1024, 512, 4, 4]" in message
@@ -152,17 +153,17 @@ def test_key_errors_name_every_bad_key_with_expected_shapes():
 def test_a_discriminator_state_dict_is_refused():
   weights = torch_reference.random_state_dict(torch_reference.Discriminator())
   with pytest.raises(ValueError, match="unknown keys: fusionLayer.0.bias"):
-    convert.generator_from_torch_state_dict(weights)
+    reference_names.generator_from_torch_state_dict(weights)
 
 
 def test_load_state_dict_file_refuses_other_files(tmp_path):
   with pytest.raises(ValueError, match="expected a .pth/.pt file"):
-    convert.load_state_dict_file(tmp_path / "weights.h5")
+    reference_names.load_state_dict_file(tmp_path / "weights.h5")
   path = tmp_path / "two_models.pth"
   torch.save({"generator": {"w": torch.zeros(1)},
               "critic": {"w": torch.zeros(1)}}, path)
   with pytest.raises(ValueError, match=r"keys \['critic', 'generator'\]"):
-    convert.load_state_dict_file(path)
+    reference_names.load_state_dict_file(path)
 
 
 def _run_cli(*args, block_torch=False):

@@ -1,4 +1,4 @@
-"""Tests for the two-column WGAN critic (lbam_tf/critic.py)."""
+"""Tests for the two-column WGAN critic (lbam_tf/model/critic.py)."""
 
 import keras
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 import torch
 
-from lbam_tf import critic as critic_lib
+from lbam_tf.model import critic as critic_lib
 
 # The reference's channel plan, written out here rather than read from the
 # module, so that a change there fails the count below.

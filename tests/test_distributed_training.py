@@ -16,7 +16,6 @@ waiting in a collective. Every process is killed at the end, also on failure.
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +24,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lbam_tf import losses
+from lbam_tf.training import losses
+from serving import processes
 
 import tiny_data
 
@@ -40,16 +40,6 @@ def data_dir(tmp_path_factory):
   """Four train crops and four train masks."""
   return tiny_data.write(tmp_path_factory.mktemp("data"), {"train": 4},
                          {"train": 4})
-
-
-def _free_ports(count):
-  sockets = [socket.socket() for _ in range(count)]
-  for s in sockets:
-    s.bind(("127.0.0.1", 0))
-  ports = [s.getsockname()[1] for s in sockets]
-  for s in sockets:
-    s.close()
-  return ports
 
 
 class _Processes:
@@ -77,7 +67,7 @@ class _Processes:
 
   def cluster(self, name, arguments, tmpdir):
     """Two workers; TMPDIR shows what their temporary folders leave."""
-    addresses = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    addresses = [f"127.0.0.1:{port}" for port in processes.free_ports(2)]
     return [self.start(f"{name}{index}", arguments, TMPDIR=tmpdir,
                        TF_CONFIG=json.dumps({
                            "cluster": {"worker": addresses},

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lbam_tf import data
-from lbam_tf import generator as generator_lib
-from lbam_tf import masks as masks_lib
-from lbam_tf import metrics
+from lbam_tf.data import masks as masks_lib
+from lbam_tf.data import records
 from lbam_tf.evaluation import config as config_lib
+from lbam_tf.evaluation import metrics
 from lbam_tf.evaluation import pairs as pairs_lib
 from lbam_tf.evaluation import runner
+from lbam_tf.model import generator as generator_lib
 
 CROP = 128
 #: Hole ratios of the test masks: one per bin, plus two outside every bin.
@@ -390,13 +390,13 @@ def test_data_dir_scores_match_the_records_written(folders, identity_model,
   images = _images()
   # Two crops of one photo share a key, as the pipeline writes them.
   keys = [f"photo{k // 2}" for k in range(len(images))]
-  data.write_tfrecords(
-      str(data_dir / data.shard_name("images", "test", 0, 1)),
-      [data.image_example(image, key) for image, key in zip(images, keys)])
+  records.write_tfrecords(
+      str(data_dir / records.shard_name("images", "test", 0, 1)),
+      [records.image_example(image, key) for image, key in zip(images, keys)])
   pictures = [_hole_mask_picture(ratio) for ratio in RATIOS]
-  data.write_tfrecords(
-      str(data_dir / data.shard_name("masks", "test", 0, 1)),
-      [data.mask_example(p, f"m{k}") for k, p in enumerate(pictures)])
+  records.write_tfrecords(
+      str(data_dir / records.shard_name("masks", "test", 0, 1)),
+      [records.mask_example(p, f"m{k}") for k, p in enumerate(pictures)])
   from_records = _evaluate([identity_model],
                            tmp_path / "records",
                            data_dir=str(data_dir),

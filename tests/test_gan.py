@@ -8,7 +8,7 @@ command line in test_distributed_training.py; step and optimizer counts
 
 import pytest
 
-from lbam_tf import gan
+from lbam_tf.training import gan
 
 
 def test_check_finite_names_the_term_and_step():

@@ -1,13 +1,13 @@
-"""Tests for the functional LBAM generator (lbam_tf/generator.py)."""
+"""Tests for the functional LBAM generator (lbam_tf/model/generator.py)."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from numpy.lib.stride_tricks import sliding_window_view
 
-from lbam_tf import generator as generator_lib
+from lbam_tf.model import generator as generator_lib
 
-# The reference's channel plan (REFERENCE_IMPLEMENTATION.md), written out here
+# The reference's channel plan (docs/reference.md#channel-plan), written here
 # rather than read from the module, as (in, out) per convolution.
 _ENCODER = [(4, 64), (64, 128), (128, 256), (256, 512), (512, 512),
             (512, 512), (512, 512)]

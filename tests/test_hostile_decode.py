@@ -22,7 +22,9 @@ import pytest
 from PIL import Image
 
 import fuzz
-from lbam_tf import bounded_read, decode
+from lbam_tf.images import bounded_read
+from lbam_tf.images import decode
+from lbam_tf.images import resize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECONDS = 120
@@ -34,7 +36,7 @@ MAX_PIXELS = 4_000_000
 # prints one JSON line per file and use: "decoded" or the error's type.
 _CHILD = """
 import json, os, resource, sys, warnings
-from lbam_tf import decode
+from lbam_tf.images import decode
 warnings.simplefilter("ignore")
 with open("/proc/self/status") as f:
   mapped = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmSize"))
@@ -209,11 +211,11 @@ def test_sixteen_bits_decode_in_few_bytes_per_pixel():
 def test_crops_equal_windows_of_the_whole_resized_image(shape, size):
   rng = np.random.default_rng(3)
   image = rng.integers(0, 256, shape + (3,), np.uint8)
-  resized_shape = decode.resized_shape(image.shape, size)
+  resized_shape = resize.resized_shape(image.shape, size)
   whole = np.asarray(Image.fromarray(image).resize(
       resized_shape[::-1], Image.Resampling.BICUBIC)).astype(int)
-  offsets = decode.crop_offsets("k", 0, resized_shape, 64, 8)
-  for (y, x), crop in zip(offsets, decode.resized_crops(
+  offsets = resize.crop_offsets("k", 0, resized_shape, 64, 8)
+  for (y, x), crop in zip(offsets, resize.resized_crops(
       image, resized_shape, offsets, 64)):
     assert crop.shape == (64, 64, 3)
     assert np.abs(crop - whole[y:y + 64, x:x + 64]).max() <= 1

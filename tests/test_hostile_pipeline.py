@@ -19,8 +19,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from lbam_tf import data
-from pipeline import preprocess
+from lbam_tf.data import records
+from pipeline import sources
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CROP = 64
@@ -34,7 +34,6 @@ HEADROOM_BYTES = 1536 << 20
 # maps plus HEADROOM_BYTES, set once the imports are done.
 _CHILD = """
 import json, resource, sys
-from pipeline import preprocess
 config = preprocess.Config(**json.loads(sys.argv[1]))
 with open("/proc/self/status") as f:
   mapped = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmSize"))
@@ -134,18 +133,18 @@ def job(tmp_path_factory):
 
 def _image_records(out):
   files = sorted(glob.glob(os.path.join(out, "images", "*.tfrecord.gz")))
-  records = {}
+  crops = {}
   for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
-    parsed = tf.io.parse_single_example(record, data.IMAGE_FEATURES)
-    records[parsed["key"].numpy().decode()] = tf.io.decode_png(
+    parsed = tf.io.parse_single_example(record, records.IMAGE_FEATURES)
+    crops[parsed["key"].numpy().decode()] = tf.io.decode_png(
         parsed["image"]).numpy()
-  return records
+  return crops
 
 
 def test_every_good_image_is_in_the_output(job):
-  records = _image_records(job["out"])
-  assert sorted(records) == sorted(job["good"])
-  for key, crop in records.items():
+  crops = _image_records(job["out"])
+  assert sorted(crops) == sorted(job["good"])
+  for key, crop in crops.items():
     assert crop.shape == (CROP, CROP, 3), key
   # The upscaled strip and tower are their one grey level.
   assert np.all(records["strip.png"] == 0)
@@ -164,7 +163,7 @@ def test_every_hostile_image_has_its_row(job):
 
 def test_masks_in_unusual_modes(job):
   got = {m["source"].numpy().decode(): m["mask"].numpy()[..., 0]
-         for m in data.read_masks(job["out"], "test")}
+         for m in records.read_masks(job["out"], "test")}
   assert sorted(got) == sorted(job["good_masks"])
   for name, hole in job["good_masks"].items():
     np.testing.assert_array_equal(got[name] == 0, hole, err_msg=name)
@@ -175,7 +174,7 @@ def test_masks_in_unusual_modes(job):
 
 def test_keys_are_text_whatever_the_bytes():
   name = os.fsdecode(b"photos/caf\xe9.jpg")
-  key = preprocess.key_for(name, "photos/")
+  key = sources.key_for(name, "photos/")
   assert key == "caf\\xe9.jpg"
   key.encode("utf-8")  # what the hashing, the records and JSON need
-  assert preprocess.key_for("photos/caf\u00e9.jpg", "photos/") == "caf\u00e9.jpg"
+  assert sources.key_for("photos/caf\u00e9.jpg", "photos/") == "caf\u00e9.jpg"

@@ -31,7 +31,7 @@ HEADROOM_BYTES = 512 << 20
 # JSON line per file: "read" or the error's type, and its message.
 _CHILD = """
 import json, os, resource, sys
-from lbam_tf import torch_checkpoint
+from lbam_tf.weights import torch_checkpoint
 with open("/proc/self/status") as f:
   mapped = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmSize"))
 limit = mapped + int(sys.argv[2])
@@ -133,7 +133,7 @@ def test_shared_references_are_visited_once(tmp_path):
   result = _read_one(path)
   assert result["outcome"] == "read"
   # And in process: the result keeps the sharing.
-  from lbam_tf import torch_checkpoint
+  from lbam_tf.weights import torch_checkpoint
   got = torch_checkpoint.read_pth(path)
   assert got[0] is got[1]
 
@@ -232,7 +232,7 @@ def test_build_cannot_change_the_reader(tmp_path):
   pickled = (b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\nN}"
              b"X\x06\x00\x00\x00markerK\x01s\x86b.")
   path = write_zip(tmp_path / "build.pth", pickled)
-  from lbam_tf import torch_checkpoint
+  from lbam_tf.weights import torch_checkpoint
   with pytest.raises(torch_checkpoint.UnsafeCheckpointError, match="BUILD"):
     torch_checkpoint.read_pth(path)
   rebuild = torch_checkpoint._ALLOWED_GLOBALS[

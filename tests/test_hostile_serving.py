@@ -25,7 +25,7 @@ import pytest
 import tensorflow as tf
 
 from serving import export
-from serving import local_server
+from serving import processes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_PIXELS = conftest.EXPORT_MAX_PIXELS
@@ -158,7 +158,7 @@ HEADROOM = 1 << 30
 _SIGNATURE_SCRIPT = """
 import base64, json, resource, sys, time
 import tensorflow as tf
-from lbam_tf import inpaint
+from lbam_tf.inference import module as inference
 path, headroom = sys.argv[1], int(sys.argv[2])
 cases = {k: [base64.b64decode(x) for x in v]
          for k, v in json.loads(sys.stdin.read()).items()}
@@ -171,7 +171,7 @@ def run(images, masks):
                 mask_polarity=tf.constant("white"))["image_bytes"].numpy()
     result = ["ok", [base64.b64encode(x).decode() for x in out]]
   except tf.errors.OpError as error:
-    result = [type(error).__name__, inpaint.error_text(error.message)]
+    result = [type(error).__name__, inference.error_text(error.message)]
   return result + [time.monotonic() - start]
 
 good = cases.pop("good")
@@ -340,16 +340,10 @@ def test_failed_overwrite_keeps_the_served_version(varied_export, generator,
 
 # The local server.
 
-def _free_port():
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(varied_export, tmp_path_factory):
   """(port, pid) of a server subprocess, stopped whatever happens."""
-  port = _free_port()
+  port, = processes.free_ports(1)
   log = open(tmp_path_factory.mktemp("log") / "server.log", "w+")
   process = subprocess.Popen(
       [sys.executable, "-m", "serving.local_server",
@@ -358,8 +352,8 @@ def server(varied_export, tmp_path_factory):
        f"--request_timeout={REQUEST_TIMEOUT}"],
       cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
   try:
-    local_server.wait_until_answers(port, lambda: process.poll() is None,
-                                    timeout=TIMEOUT)
+    processes.wait_until_answers(port, lambda: process.poll() is None,
+                                 timeout=TIMEOUT)
     yield port, process.pid
   finally:
     process.terminate()

@@ -1,4 +1,4 @@
-"""`training.train` on unlucky data: an empty train split, a blown-up step.
+"""`loop.train` on unlucky data: an empty train split, a blown-up step.
 
 (An empty val split, which only turns validation off, is a stage of
 test_training.py.)
@@ -12,8 +12,8 @@ import os
 import pytest
 import tensorflow as tf
 
-from lbam_tf import train_config
-from lbam_tf import training
+from lbam_tf.training import config as train_config
+from lbam_tf.training import loop
 
 import tiny_data
 
@@ -29,7 +29,7 @@ def test_empty_train_split_stops_before_writing_anything(tmp_path):
   data_dir = tiny_data.write(tmp_path / "data", {"train": 0, "val": 7})
   model_dir = tmp_path / "run"
   with pytest.raises(ValueError) as raised:
-    training.train(_config(data_dir, str(model_dir), train_steps=2))
+    loop.train(_config(data_dir, str(model_dir), train_steps=2))
   assert (f"images/train in --data_dir {data_dir} holds no examples: nothing "
           "to train on. Rerun python -m pipeline.preprocess with more images"
           in str(raised.value))
@@ -42,9 +42,9 @@ def test_non_finite_weights_are_never_checkpointed(tmp_path):
   # A float32 learning rate of +Inf: step 1's losses are finite, the update
   # after them is not.
   with pytest.raises(FloatingPointError) as raised:
-    training.train(_config(data_dir, model_dir, train_steps=3,
-                           checkpoint_every=1, generator_lr=1e39,
-                           val_steps=0))
+    loop.train(_config(data_dir, model_dir, train_steps=3,
+                       checkpoint_every=1, generator_lr=1e39,
+                       val_steps=0))
   assert ("holds NaN or Inf after step 1 although the losses were finite: "
           "not saved" in str(raised.value))
   assert "the last good checkpoint is None" in str(raised.value)

@@ -1,10 +1,16 @@
 """Mask polarity, padding and compositing: conventions all entry points use."""
 
+import io
+
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
 
-from lbam_tf import image_ops
+from lbam_tf.images import decode
+from lbam_tf.images import ops as image_ops
+from lbam_tf.images import polarity as polarity_rule
+from lbam_tf.inference import module as inference
 
 
 def test_known_mask_from_image_white_and_black_polarity():
@@ -80,3 +86,51 @@ def test_to_uint8_clips_scales_and_rounds_half_to_even():
   assert result.dtype == tf.uint8
   np.testing.assert_array_equal(result.numpy(), expected)
   assert result.numpy().tolist() == [0, 0, 0, 2, 128, 255, 255]
+
+
+def _mask_files(holes):
+  """PNG bytes of one hole layout in four colour modes: holes bright green
+  and known pixels red (their RGB means say the opposite of their luma),
+  grey, RGBA with alpha against the colours, and a palette."""
+  green, red = (0, 255, 0), (255, 0, 0)
+  rgb = np.where(holes[..., None], green, red).astype(np.uint8)
+  alpha = np.where(holes, 0, 255).astype(np.uint8)[..., None]
+  palette = Image.fromarray(holes.astype(np.uint8), "P")
+  palette.putpalette(red + green)
+  images = {"coloured": Image.fromarray(rgb),
+            "grey": Image.fromarray(np.where(holes, 255, 0).astype(np.uint8)),
+            "rgba": Image.fromarray(np.concatenate([rgb, alpha], -1)),
+            "palette": palette}
+  files = {}
+  for name, image in images.items():
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    files[name] = buffer.getvalue()
+  return files
+
+
+@pytest.mark.parametrize("polarity", ["white", "black"])
+def test_every_mask_mode_gives_one_known_mask_through_every_entry_point(
+    polarity):
+  holes = np.random.default_rng(3).random((16, 16)) < 0.4
+  if polarity == "black":
+    holes = ~holes  # the same files, read with the other polarity
+  for name, data in _mask_files(holes).items():
+    expected = np.where(holes, 0.0, 1.0)
+    if polarity == "black":
+      expected = 1.0 - expected
+    # The Beam job's --mask_dir and lbam_tf.evaluate --mask_dir.
+    hole = decode.decode_mask(data, 1 << 20, polarity, 16)
+    np.testing.assert_array_equal(hole == 0, expected == 1, err_msg=name)
+    # serving_default, lbam_tf.inpaint and the local server: decoded and
+    # binarised in the graph, as InpaintModule.serve_bytes does.
+    known = inference._known_mask(inference._decode(tf.constant(data)),
+                                  tf.constant(polarity)).numpy()[..., 0]
+    np.testing.assert_array_equal(known, expected, err_msg=name)
+
+
+def test_green_is_bright_by_luma_whatever_its_mean():
+  green = np.zeros((1, 1, 3), np.uint8)
+  green[..., 1] = 255  # luma 150, RGB mean 85
+  assert polarity_rule.holes(green, "white")[0, 0]
+  assert image_ops.known_mask_from_image(green, "white").numpy()[0, 0, 0] == 0

@@ -1,8 +1,8 @@
-"""No import cycles among the project's modules (issue 13).
+"""The import graph: no cycles, and each sub-package imports only below it.
 
 The graph is built from the source with `ast`, imports inside functions
-included: a cycle hidden in a function still means two modules that each
-need the other.
+included: a cycle or an upward import hidden in a function still ties two
+rooms together.
 """
 
 import ast
@@ -89,19 +89,96 @@ def test_no_import_cycle():
 
 
 def test_a_cycle_in_a_function_is_found():
-  # convert and model_io as they were before issue 13.
+  # convert and model_io as they once were.
   sources = {
-      "lbam_tf.model_io": "from lbam_tf import convert\n",
+      "lbam_tf.weights.model_io": "from lbam_tf import convert\n",
       "lbam_tf.convert": ("def main(argv):\n"
-                          "  from lbam_tf import model_io\n"),
-      "lbam_tf.data": "import tensorflow as tf\n",
+                          "  from lbam_tf.weights import model_io\n"),
+      "lbam_tf.data.records": "import tensorflow as tf\n",
   }
   assert find_cycle(import_graph(sources)) == [
-      "lbam_tf.convert", "lbam_tf.model_io", "lbam_tf.convert"]
+      "lbam_tf.convert", "lbam_tf.weights.model_io", "lbam_tf.convert"]
+
+
+#: Which rooms each room may import (besides itself). A room is a
+#: sub-package of lbam_tf, a top-level module of lbam_tf, or a top-level
+#: package. The entry points on top (lbam_tf.train, evaluate, inpaint,
+#: convert) and bench/ may import any of lbam_tf.
+_BASE = {"lbam_tf.cli", "lbam_tf.seeding"}
+LAYERS = {
+    "lbam_tf.cli": set(),
+    "lbam_tf.seeding": set(),
+    "lbam_tf.images": _BASE,
+    "lbam_tf.data": _BASE | {"lbam_tf.images"},
+    "lbam_tf.model": _BASE | {"lbam_tf.images"},
+    "lbam_tf.weights": _BASE | {"lbam_tf.images", "lbam_tf.model"},
+    "lbam_tf.inference": _BASE | {"lbam_tf.images", "lbam_tf.model",
+                                  "lbam_tf.weights"},
+    "lbam_tf.evaluation": _BASE | {"lbam_tf.images", "lbam_tf.data",
+                                   "lbam_tf.model", "lbam_tf.weights",
+                                   "lbam_tf.inference"},
+    "lbam_tf.training": _BASE | {"lbam_tf.images", "lbam_tf.data",
+                                 "lbam_tf.model", "lbam_tf.weights",
+                                 "lbam_tf.evaluation"},
+    # The Beam job imports no model code; serving imports no training code.
+    "pipeline": _BASE | {"lbam_tf.images", "lbam_tf.data"},
+    "serving": _BASE | {"lbam_tf.images", "lbam_tf.data", "lbam_tf.model",
+                        "lbam_tf.weights", "lbam_tf.inference"},
+}
+_ROOMS = set(LAYERS)
+_TOP = {"lbam_tf.train", "lbam_tf.evaluate", "lbam_tf.inpaint",
+        "lbam_tf.convert"}
+LAYERS.update({name: _ROOMS | _TOP for name in _TOP})
+LAYERS["bench"] = _ROOMS | _TOP | {"pipeline", "serving"}
+
+
+def room(module):
+  """The room a dotted module name belongs to."""
+  parts = module.split(".")
+  if parts[0] != "lbam_tf":
+    return parts[0]
+  return ".".join(parts[:2])
+
+
+def layering_violations(graph):
+  """["a -> b", ...] for every import of a room its LAYERS entry omits."""
+  found = []
+  for module, targets in sorted(graph.items()):
+    for target in sorted(targets):
+      source_room, target_room = room(module), room(target)
+      if source_room != target_room and (
+          target_room not in LAYERS[source_room]):
+        found.append(f"{module} -> {target}")
+  return found
+
+
+def test_every_module_has_a_room():
+  assert {room(module) for module in _sources()} <= set(LAYERS), (
+      sorted({room(module) for module in _sources()} - set(LAYERS)))
+
+
+def test_each_room_imports_only_the_rooms_below_it():
+  violations = layering_violations(import_graph(_sources()))
+  assert not violations, "upward or sideways imports: " + ", ".join(
+      violations)
+
+
+def test_an_upward_import_in_a_function_is_found():
+  sources = {
+      "lbam_tf.images.resize": ("def crop(seed):\n"
+                                "  from lbam_tf.data import masks\n"),
+      "lbam_tf.data.masks": "from lbam_tf import seeding\n",
+      "lbam_tf.seeding": "import numpy\n",
+      "serving.export": "from lbam_tf.training import loop\n",
+      "lbam_tf.training.loop": "",
+  }
+  assert layering_violations(import_graph(sources)) == [
+      "lbam_tf.images.resize -> lbam_tf.data.masks",
+      "serving.export -> lbam_tf.training.loop"]
 
 
 @pytest.mark.parametrize("light", ["serving.client", "lbam_tf.cli",
-                                   "lbam_tf.signatures"])
+                                   "lbam_tf.inference.signatures"])
 def test_light_modules_import_no_tensorflow(light):
   """What these import when imported (optional imports in functions apart)
   holds no TensorFlow: the REST client starts in a fraction of a second."""
@@ -126,8 +203,8 @@ ENTRY_POINTS = {
         "lbam_tf.convert", "lbam_tf.inpaint", "pipeline.preprocess",
         "serving.export", "serving.client", "serving.local_server",
         "serving.web", "serving.demo")}
-ENTRY_POINTS["lbam_tf.train"] = ("lbam_tf.train_config", "TrainConfig",
-                                 "lbam_tf.training", "train")
+ENTRY_POINTS["lbam_tf.train"] = ("lbam_tf.training.config", "TrainConfig",
+                                 "lbam_tf.training.loop", "train")
 ENTRY_POINTS["lbam_tf.evaluate"] = ("lbam_tf.evaluation.config", "EvalConfig",
                                     "lbam_tf.evaluation.runner", "run")
 

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lbam_tf import image_files
-from lbam_tf import inpaint
+from lbam_tf.images import files as image_files
+
+from lbam_tf.inference import module as inference
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -97,11 +98,11 @@ def test_export_and_weights_give_the_same_result(varied_generator,
   mask_path = _write(tmp_path / "m.png", 255 - hole[..., None] * 255)
   jobs = [image_files.Job(image_path, mask_path, str(tmp_path / name / "a.png"))
           for name in ("weights", "export")]
-  from_weights = inpaint.load(head_weights)
-  from_export = inpaint.load(os.path.join(varied_export, "1"))
+  from_weights = inference.load(head_weights)
+  from_export = inference.load(os.path.join(varied_export, "1"))
   for run, job in zip((from_weights, from_export), jobs):
-    written, failures = inpaint.inpaint_files(run, [job], polarity="black",
-                                              progress=False)
+    written, failures = inference.inpaint_files(run, [job], polarity="black",
+                                                progress=False)
     assert written == [job.output] and not failures
   first, second = (_read(job.output) for job in jobs)
   np.testing.assert_array_equal(first[~hole], image[~hole])
@@ -112,7 +113,7 @@ def test_export_and_weights_give_the_same_result(varied_generator,
 
 def test_unknown_polarity_is_refused():
   with pytest.raises(ValueError, match="mask polarity 'grey'"):
-    inpaint.inpaint_files(None, [], polarity="grey")
+    inference.inpaint_files(None, [], polarity="grey")
 
 
 def test_demo_masks_and_side_by_side(tmp_path):

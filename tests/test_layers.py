@@ -1,4 +1,4 @@
-"""Tests for LBAM's layers (lbam_tf/layers.py) against numpy written from the paper and reference code."""
+"""Tests for LBAM's layers (lbam_tf/model/layers.py) against numpy written from the paper and reference code."""
 
 import keras
 import numpy as np
@@ -6,11 +6,11 @@ import pytest
 import tensorflow as tf
 from numpy.lib.stride_tricks import sliding_window_view
 
-from lbam_tf import cpu_conv
-from lbam_tf import layers
+from lbam_tf.model import cpu_conv
+from lbam_tf.model import layers
 
 # The reference's clamp ranges and initialisations, written out here (from
-# REFERENCE_IMPLEMENTATION.md) rather than read from the module.
+# docs/reference.md#attention-activation) rather than read from the module.
 _RANGES = {"a": (1.01, 6.0), "mu": (0.1, 3.0), "gamma_l": (0.5, 2.0),
            "gamma_r": (0.5, 2.0)}
 _FORWARD_INIT = {"a": 1.1, "mu": 2.0, "gamma_l": 1.0, "gamma_r": 1.0}

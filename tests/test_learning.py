@@ -1,8 +1,8 @@
 """Training learns: a short run on fixed crops beats a flat fill.
 
 The real path end to end, in-process: crops of the sample photos and
-generated masks written as TFRecords by `lbam_tf.data`'s writer, read back by
-`data.make_dataset` (training mode), trained by `LbamGan.fit` under the fast
+generated masks written as TFRecords by `lbam_tf.data.records`'s writer, read back by
+`records.make_dataset` (training mode), trained by `LbamGan.fit` under the fast
 recipe's starting weights and warm-up. Judged on the same crops with the
 masks as this test knows them (independently of the data path): the logged
 hole loss must fall by a clear margin, and the composite must beat filling
@@ -19,8 +19,17 @@ import keras
 import numpy as np
 import pytest
 
-from lbam_tf import critic, data, gan, generator, image_ops, initialization
-from lbam_tf import losses, masks, metrics, vgg
+from lbam_tf import seeding
+from lbam_tf.data import masks
+from lbam_tf.data import records
+from lbam_tf.evaluation import metrics
+from lbam_tf.images import ops as image_ops
+from lbam_tf.model import critic
+from lbam_tf.model import generator
+from lbam_tf.model import initialization
+from lbam_tf.model import vgg
+from lbam_tf.training import gan
+from lbam_tf.training import losses
 
 pytestmark = pytest.mark.heavy
 
@@ -50,7 +59,7 @@ def _crops():
 
 def _masks():
   """CROPS generated masks (255 = hole) with 15-35 % holes."""
-  rng = masks.seeded_rng(7, "learning-test")
+  rng = seeding.seeded_rng(7, "learning-test")
   return [masks.random_mask(rng, (CROP, CROP), hole_range=(0.15, 0.35))
           for _ in range(CROPS)]
 
@@ -59,14 +68,14 @@ def _masks():
 def trained(tmp_path_factory):
   root = str(tmp_path_factory.mktemp("learning"))
   images, holes = _crops(), _masks()
-  data.write_tfrecords(
-      os.path.join(root, data.shard_name("images", "train", 0, 1)),
-      [data.image_example(im, f"crop/{i}") for i, im in enumerate(images)])
-  data.write_tfrecords(
-      os.path.join(root, data.shard_name("masks", "train", 0, 1)),
-      [data.mask_example(m, f"mask/{i}") for i, m in enumerate(holes)])
-  dataset = data.make_dataset(root, "train", batch_size=BATCH,
-                              crop_size=CROP, training=True, seed=0)
+  records.write_tfrecords(
+      os.path.join(root, records.shard_name("images", "train", 0, 1)),
+      [records.image_example(im, f"crop/{i}") for i, im in enumerate(images)])
+  records.write_tfrecords(
+      os.path.join(root, records.shard_name("masks", "train", 0, 1)),
+      [records.mask_example(m, f"mask/{i}") for i, m in enumerate(holes)])
+  dataset = records.make_dataset(root, "train", batch_size=BATCH,
+                                 crop_size=CROP, training=True, seed=0)
 
   keras.utils.set_random_seed(0)
   model_generator = generator.build_generator()

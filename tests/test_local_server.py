@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from serving import local_server
+
+from serving import processes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_PIXELS = conftest.EXPORT_MAX_PIXELS
@@ -38,7 +39,7 @@ def _call(port, method, path, body=None):
 def port(varied_export, tmp_path_factory):
   """A server subprocess, stopped (terminate, then kill) whatever happens."""
   with open(tmp_path_factory.mktemp("log") / "server.log", "w") as log, \
-      local_server.subprocess_server(
+      processes.subprocess_server(
           varied_export, log, [f"--max_request_bytes={MAX_REQUEST_BYTES}"],
           timeout=TIMEOUT) as port:
     yield port

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lbam_tf import losses
-from lbam_tf import vgg
+from lbam_tf.model import vgg
+from lbam_tf.training import losses
 
 
 def _random(shape, seed):

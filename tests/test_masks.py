@@ -5,8 +5,9 @@ import collections
 import numpy as np
 import pytest
 
-from lbam_tf import image_ops
-from lbam_tf import masks
+from lbam_tf import seeding
+from lbam_tf.data import masks
+from lbam_tf.images import ops as image_ops
 
 SIZES = [(256, 256), (128, 192), (200, 96)]
 
@@ -14,7 +15,7 @@ SIZES = [(256, 256), (128, 192), (200, 96)]
 @pytest.mark.parametrize("kind", masks.KINDS)
 @pytest.mark.parametrize("size", SIZES)
 def test_shape_dtype_and_values(kind, size):
-  mask = masks.generate(kind, masks.seeded_rng(0, kind), size)
+  mask = masks.generate(kind, seeding.seeded_rng(0, kind), size)
   assert mask.shape == size
   assert mask.dtype == np.uint8
   assert set(np.unique(mask)) <= {0, 255}
@@ -25,7 +26,7 @@ def test_shape_dtype_and_values(kind, size):
 def test_hole_ratio_falls_in_requested_bin(kind, bin_index):
   lower, upper = masks.HOLE_RATIO_BINS[bin_index]
   for i in range(5):
-    mask = masks.generate(kind, masks.seeded_rng(1, i), (128, 128), (lower, upper))
+    mask = masks.generate(kind, seeding.seeded_rng(1, i), (128, 128), (lower, upper))
     # Hole = 255 (white): count the white pixels directly.
     ratio = np.count_nonzero(mask == 255) / mask.size
     assert lower < ratio <= upper
@@ -47,16 +48,16 @@ def test_hole_ratio_counts_hole_pixels_of_pictures_and_model_masks():
 
 @pytest.mark.parametrize("kind", masks.KINDS)
 def test_same_seed_same_mask_other_seed_other_mask(kind):
-  first = masks.generate(kind, masks.seeded_rng(7, "a", 3), (128, 128))
-  again = masks.generate(kind, masks.seeded_rng(7, "a", 3), (128, 128))
-  other = masks.generate(kind, masks.seeded_rng(7, "a", 4), (128, 128))
+  first = masks.generate(kind, seeding.seeded_rng(7, "a", 3), (128, 128))
+  again = masks.generate(kind, seeding.seeded_rng(7, "a", 3), (128, 128))
+  other = masks.generate(kind, seeding.seeded_rng(7, "a", 4), (128, 128))
   np.testing.assert_array_equal(first, again)
   assert not np.array_equal(first, other)
 
 
 @pytest.mark.parametrize("kind", masks.KINDS)
 def test_shapes_are_not_all_alike(kind):
-  drawn = [masks.generate(kind, masks.seeded_rng(2, i), (128, 128), (0.2, 0.3)) > 0
+  drawn = [masks.generate(kind, seeding.seeded_rng(2, i), (128, 128), (0.2, 0.3)) > 0
            for i in range(8)]
   # Intersection over union of two independent masks at ratio ~0.25 is near
   # 0.14 for random placement; identical shapes would give 1.
@@ -85,7 +86,7 @@ def test_ratio_bin_edges():
 def test_masks_drawn_for_stratified_bins_have_equal_counts_per_bin():
   bins = masks.stratified_bins(12)
   drawn = np.stack([
-      masks.generate("irregular", masks.seeded_rng(3, "test", i), (96, 96),
+      masks.generate("irregular", seeding.seeded_rng(3, "test", i), (96, 96),
                      masks.HOLE_RATIO_BINS[b]) for i, b in enumerate(bins)])
   assert drawn.shape == (12, 96, 96)
   ratios = [np.count_nonzero(m == 255) / m.size for m in drawn]
@@ -119,9 +120,9 @@ def test_plan_counts_and_stratification(num_masks):
 
 def test_bad_arguments_name_the_value():
   with pytest.raises(ValueError, match="cubist"):
-    masks.generate("cubist", masks.seeded_rng(0), (64, 64))
+    masks.generate("cubist", seeding.seeded_rng(0), (64, 64))
   with pytest.raises(ValueError, match="4x4"):
-    masks.irregular_mask(masks.seeded_rng(0), (4, 4))
+    masks.irregular_mask(seeding.seeded_rng(0), (4, 4))
 
 
 @pytest.mark.parametrize("ratio, expected",

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from lbam_tf import metrics
+from lbam_tf.evaluation import metrics
 
 
 def _random_images(seed, shape=(2, 48, 40, 3)):

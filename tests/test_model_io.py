@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 import torch
 
-from lbam_tf import convert
-from lbam_tf import generator as generator_lib
-from lbam_tf import model_io
+from lbam_tf.model import generator as generator_lib
+from lbam_tf.weights import model_io
+from lbam_tf.weights import reference_names
 
 
 def _randomized(variant, seed):
@@ -47,8 +47,8 @@ def original_bn():
 
 
 def _assert_same_model(loaded, expected, variant):
-  assert convert.generator_options(loaded) == {"variant": variant,
-                                               "ablation": "none"}
+  assert reference_names.generator_options(loaded) == {"variant": variant,
+                                                       "ablation": "none"}
   np.testing.assert_array_equal(_output(loaded), expected)
 
 
@@ -115,7 +115,7 @@ def test_keras_file(head, tmp_path):
 
 def test_reference_checkpoints(head, tmp_path):
   generator, expected = head
-  state_dict = convert.generator_to_torch_state_dict(generator)
+  state_dict = reference_names.generator_to_torch_state_dict(generator)
   npz = tmp_path / "lbam.npz"
   np.savez(npz, **state_dict)
   pth = tmp_path / "lbam.pth"

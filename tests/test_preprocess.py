@@ -16,8 +16,11 @@ import tensorflow as tf
 from PIL import Image
 
 import job_outputs
-from lbam_tf import data, masks
+from lbam_tf.data import masks
+from lbam_tf.data import records
 from pipeline import preprocess
+from pipeline import sources
+from pipeline import transforms
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = sorted(glob.glob(os.path.join(ROOT, "examples", "images", "*.jpg")))
@@ -152,10 +155,10 @@ def job(tmp_path_factory):
 
 def _image_records(out):
   rows = []
-  for split in data.IMAGE_SPLITS:
+  for split in records.IMAGE_SPLITS:
     files = sorted(glob.glob(os.path.join(out, "images", f"{split}-*")))
     for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
-      parsed = tf.io.parse_single_example(record, data.IMAGE_FEATURES)
+      parsed = tf.io.parse_single_example(record, records.IMAGE_FEATURES)
       rows.append((split, parsed["key"].numpy().decode(),
                    tuple(parsed["offset"].numpy().tolist()),
                    tf.io.decode_png(parsed["image"]).numpy()))
@@ -215,8 +218,8 @@ def test_two_worker_processes_write_the_same_bytes(job):
   """The in-process run against one on 2 worker processes (image and mask
   shards, rejected.jsonl, manifest.json)."""
   names = job_outputs.assert_same_outputs(job["out"], job["again"])
-  expected_shards = {data.shard_name(kind, split, s, 2) for kind, splits in
-                     (("images", data.IMAGE_SPLITS), ("masks", data.MASK_SPLITS))
+  expected_shards = {records.shard_name(kind, split, s, 2) for kind, splits in
+                     (("images", records.IMAGE_SPLITS), ("masks", records.MASK_SPLITS))
                      for split in splits for s in range(2)}
   assert expected_shards <= set(names)
   assert os.path.getsize(os.path.join(job["out"], "rejected.jsonl")) > 0
@@ -226,16 +229,16 @@ def test_manifest(job):
   with open(os.path.join(job["out"], "manifest.json")) as f:
     manifest = json.load(f)
   rows = _image_records(job["out"])
-  for split in data.IMAGE_SPLITS:
+  for split in records.IMAGE_SPLITS:
     assert manifest["counts"]["images"][split] == sum(r[0] == split for r in rows)
   assert manifest["input_files"] == len(job["good"]) + len(job["bad"])
   assert manifest["rejected"]["total"] == len(job["bad"])
   assert manifest["flags"]["crop_size"] == CROP
   assert manifest["flags"]["max_pixels"] == 300_000
-  assert manifest["schema"] == json.loads(json.dumps(data.SCHEMA))
-  for split in data.MASK_SPLITS:
+  assert manifest["schema"] == json.loads(json.dumps(records.SCHEMA))
+  for split in records.MASK_SPLITS:
     ratios = [float(np.mean(m["mask"].numpy() == 0))
-              for m in data.read_masks(job["out"], split)]
+              for m in records.read_masks(job["out"], split)]
     assert manifest["counts"]["masks"][split] == len(ratios)
     assert manifest["mask_hole_ratio_histogram"][split] == masks.ratio_histogram(ratios)
 
@@ -243,8 +246,8 @@ def test_manifest(job):
 def test_generated_masks_counts_bins_polarity(job):
   # 24 masks: 14 random-shape, 10 irregular; half of each to test, rounded to
   # a multiple of the 6 bins: 6 + 6 test, 8 + 4 train.
-  test = list(data.read_masks(job["out"], "test"))
-  train = list(data.read_masks(job["out"], "train"))
+  test = list(records.read_masks(job["out"], "test"))
+  train = list(records.read_masks(job["out"], "train"))
   assert len(test) == 12 and len(train) == 12
   sources = collections.Counter(m["source"].numpy().decode().split("/")[0]
                                 for m in test + train)
@@ -259,7 +262,7 @@ def test_generated_masks_counts_bins_polarity(job):
   # Raw PNGs: one channel, 255 marks the holes counted in hole_ratio.
   files = sorted(glob.glob(os.path.join(job["out"], "masks", "train-*")))
   record = next(iter(tf.data.TFRecordDataset(files, compression_type="GZIP")))
-  parsed = tf.io.parse_single_example(record, data.MASK_FEATURES)
+  parsed = tf.io.parse_single_example(record, records.MASK_FEATURES)
   png = tf.io.decode_png(parsed["mask"]).numpy()
   assert png.shape == (CROP, CROP, 1)
   assert set(np.unique(png)) <= {0, 255}
@@ -298,7 +301,7 @@ def test_mask_ingest_follows_stated_polarity(tmp_path, polarity):
   preprocess.run(preprocess.Config(output_dir=out, crop_size=CROP, load_size=CROP,
                                    num_masks=0, num_shards=1, mask_dir=str(folder),
                                    mask_polarity=polarity, mask_dir_split="test"))
-  got = list(data.read_masks(out, "test"))
+  got = list(records.read_masks(out, "test"))
   assert len(got) == 1
   known = got[0]["mask"].numpy()[..., 0]
   np.testing.assert_array_equal(known == 0, hole[::2, ::2])
@@ -322,28 +325,28 @@ def test_flag_checks_name_the_value(tmp_path):
 
 
 def test_keys_are_relative_to_the_glob_folder():
-  assert preprocess.glob_base("data/photos/*.jpg") == "data/photos/"
-  assert preprocess.glob_base("gs://b/x/**/[ab]*.png") == "gs://b/x/"
-  assert preprocess.key_for("gs://b/x/y/a.png", "gs://b/x/") == "y/a.png"
-  assert preprocess.key_for(os.path.abspath("data/p/a.jpg"), "data/p/") == "a.jpg"
+  assert sources.glob_base("data/photos/*.jpg") == "data/photos/"
+  assert sources.glob_base("gs://b/x/**/[ab]*.png") == "gs://b/x/"
+  assert sources.key_for("gs://b/x/y/a.png", "gs://b/x/") == "y/a.png"
+  assert sources.key_for(os.path.abspath("data/p/a.jpg"), "data/p/") == "a.jpg"
 
 
 _SPLITS_OF_4000_KEYS = (
     "from pipeline import preprocess\n"
-    "print(''.join(preprocess.split_of(f'img{i}.jpg', 0.1, 0.2)[:2] "
+    "print(''.join(transforms.split_of(f'img{i}.jpg', 0.1, 0.2)[:2] "
     "for i in range(4000)))")
 
 
 def test_hash_split_fractions():
   keys = [f"img{i}.jpg" for i in range(4000)]
-  splits = [preprocess.split_of(key, 0.1, 0.2) for key in keys]
+  splits = [transforms.split_of(key, 0.1, 0.2) for key in keys]
   counts = collections.Counter(splits)
   # Binomial standard deviation at n=4000, p=0.2 is about 25.
   assert abs(counts["test"] - 800) < 125
   assert abs(counts["val"] - 400) < 100
   # A larger test fraction keeps the test keys and adds some.
   test = {key for key, split in zip(keys, splits) if split == "test"}
-  wider = {key for key in keys if preprocess.split_of(key, 0.1, 0.3) == "test"}
+  wider = {key for key in keys if transforms.split_of(key, 0.1, 0.3) == "test"}
   assert test < wider
   # The same in other processes, whatever their str hash seed.
   for hash_seed in ("1", "2"):
@@ -376,8 +379,8 @@ def test_command_line_help_and_beam_options_pass_through(tmp_path):
   here = str(tmp_path / "here")
   preprocess.run(preprocess.Config(output_dir=here, num_masks=12, crop_size=32,
                                    load_size=32, num_shards=1, mask_test_fraction=0.5))
-  for split in data.MASK_SPLITS:
-    name = data.shard_name("masks", split, 0, 1)
+  for split in records.MASK_SPLITS:
+    name = records.shard_name("masks", split, 0, 1)
     with open(os.path.join(out, name), "rb") as a, open(os.path.join(here, name), "rb") as b:
       assert a.read() == b.read()
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from lbam_tf import torch_checkpoint
+from lbam_tf.weights import torch_checkpoint
 
 _FORMATS = {"zip": {}, "legacy": {"_use_new_zipfile_serialization": False}}
 

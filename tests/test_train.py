@@ -89,7 +89,9 @@ def _tags(event_dir):
 
 def _restored_optimizer_slots(model_dir):
   """Builds the run's objects in-process and restores the latest checkpoint."""
-  from lbam_tf import critic, gan, generator
+  from lbam_tf.model import critic
+  from lbam_tf.model import generator
+  from lbam_tf.training import gan
   g, c = generator.build_generator(), critic.build_critic()
   g_opt = gan.make_optimizer(1e-4, 0.5, 0.9)
   c_opt = gan.make_optimizer(1e-5, 0.0, 0.9)

@@ -1,4 +1,4 @@
-"""`training.train(config)` in-process: precision, resumes, epochs, NaN stops.
+"""`loop.train(config)` in-process: precision, resumes, epochs, NaN stops.
 
 One model_dir, on data without a val split, goes through a bfloat16 run, a
 refused resume, a float32 resume counted in epochs with a new rate, and a run
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lbam_tf import train_config
-from lbam_tf import training
+from lbam_tf.training import config as train_config
+from lbam_tf.training import loop
 
 import tiny_data
 
@@ -39,7 +39,7 @@ def test_precision_resumes_epochs_and_nan_stop(tmp_path, caplog):
   # turns validation off.
   # Another test of this process may have quietened absl's logger.
   caplog.set_level(logging.INFO, logger="absl")
-  result = training.train(config(train_steps=1, mixed_precision=True))
+  result = loop.train(config(train_steps=1, mixed_precision=True))
   assert result.step == 1 and not result.out_of_time
   assert "new run at step 0 of 1 (1 replicas, bfloat16 compute)" in (
       caplog.text)
@@ -61,7 +61,7 @@ def test_precision_resumes_epochs_and_nan_stop(tmp_path, caplog):
 
   # 2. Resuming with another variant names both values and the remedy.
   with pytest.raises(ValueError) as raised:
-    training.train(config(train_steps=2, variant="original_bn"))
+    loop.train(config(train_steps=2, variant="original_bn"))
   assert ("already exists with variant='head', but variant='original_bn' "
           "was to be written: resume with the same architecture or use a new "
           "--model_dir" in str(raised.value))
@@ -73,8 +73,8 @@ def test_precision_resumes_epochs_and_nan_stop(tmp_path, caplog):
   # batch 2: ceil(2.5) = 3 steps in all; the new rates win over the ones
   # the checkpoint holds.
   caplog.clear()
-  result = training.train(config(epochs=1.25, generator_lr=3e-4,
-                                 critic_lr=2e-5))
+  result = loop.train(config(epochs=1.25, generator_lr=3e-4,
+                             critic_lr=2e-5))
   assert "at step 1 of 3 (1 replicas, float32 compute)" in caplog.text
   assert result.step == 3 == tiny_data.latest_step(model_dir)
   assert int(tiny_data.checkpointed(
@@ -87,8 +87,8 @@ def test_precision_resumes_epochs_and_nan_stop(tmp_path, caplog):
   # 4. A loss that overflows float32 (a hole weight of 1e39) stops the run
   # at that step, naming it, and saves nothing from it.
   with pytest.raises(FloatingPointError) as raised:
-    training.train(config(train_steps=10, hole_weight=1e39,
-                          checkpoint_every=1))
+    loop.train(config(train_steps=10, hole_weight=1e39,
+                      checkpoint_every=1))
   assert "loss term 'generator_loss' is inf at step 4" in str(raised.value)
   assert "the last good checkpoint is " in str(raised.value)
   assert tiny_data.latest_step(model_dir) == 3
@@ -109,7 +109,21 @@ def test_bad_config_is_refused_before_anything_is_written(tmp_path,
       "data_dir": str(tmp_path), "model_dir": str(model_dir),
       "train_steps": 1, **overrides})
   with pytest.raises(ValueError, match=message):
-    training.train(config)
+    loop.train(config)
+  assert not model_dir.exists()
+
+
+def test_crops_larger_than_the_stored_ones_are_refused_before_writing(
+    tmp_path):
+  data_dir = tiny_data.write(tmp_path)
+  model_dir = tmp_path / "run"
+  config = train_config.cpu_small(
+      data_dir=data_dir, model_dir=str(model_dir), train_steps=1,
+      crop_size=2 * tiny_data.CROP, vgg_weights="none")
+  with pytest.raises(ValueError, match=(
+      f"crop_size {2 * tiny_data.CROP} is larger than the stored "
+      f"{tiny_data.CROP}x{tiny_data.CROP} crops")):
+    loop.train(config)
   assert not model_dir.exists()
 
 

@@ -21,7 +21,8 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from serving import local_server
+
+from serving import processes
 from serving import web
 
 webdriver = pytest.importorskip("selenium.webdriver")
@@ -66,7 +67,7 @@ def server_port(varied_export, tmp_path_factory):
   """The local server on a free port, serving the shared export."""
   log_path = tmp_path_factory.mktemp("web") / "server.log"
   with open(log_path, "w") as log, \
-      local_server.subprocess_server(varied_export, log) as port:
+      processes.subprocess_server(varied_export, log) as port:
     yield port
 
 

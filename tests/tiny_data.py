@@ -1,5 +1,5 @@
 """For the tests that train (in-process or through the command line): a tiny
-data_dir written with `lbam_tf.data`'s own writer, and readers of what a run
+data_dir written with `lbam_tf.data.records`'s own writer, and readers of what a run
 leaves in its model_dir."""
 
 import json
@@ -8,7 +8,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from lbam_tf import data
+from lbam_tf.data import records
 
 CROP = 128
 
@@ -27,20 +27,20 @@ def write(root, images=None, masks=None, manifest=True):
   rng = np.random.default_rng(0)
   ramp = np.linspace(0, 255, CROP)[None, :, None]
   for split, count in images.items():
-    records = [data.image_example(
+    examples = [records.image_example(
         np.clip(ramp + rng.integers(0, 40, size=(CROP, CROP, 3)), 0,
                 255).astype(np.uint8), f"{split}/{i}") for i in range(count)]
-    data.write_tfrecords(
-        os.path.join(root, data.shard_name("images", split, 0, 1)), records)
+    records.write_tfrecords(
+        os.path.join(root, records.shard_name("images", split, 0, 1)), examples)
   for split, count in masks.items():
-    records = []
+    examples = []
     for i in range(count):
       mask = np.zeros((CROP, CROP), np.uint8)
       y, x = rng.integers(0, CROP - 48, size=2)
       mask[y:y + 48, x:x + 48] = 255
-      records.append(data.mask_example(mask, f"box/{split}/{i}"))
-    data.write_tfrecords(
-        os.path.join(root, data.shard_name("masks", split, 0, 1)), records)
+      examples.append(records.mask_example(mask, f"box/{split}/{i}"))
+    records.write_tfrecords(
+        os.path.join(root, records.shard_name("masks", split, 0, 1)), examples)
   if manifest:
     with open(os.path.join(root, "manifest.json"), "w") as f:
       json.dump({"counts": {"images": {"test": 0, **images},

@@ -1,8 +1,9 @@
 """An independent PyTorch port of the authors' LBAM generator and discriminator.
 
-Written from `REFERENCE_IMPLEMENTATION.md` (facts about github.com/Vious/LBAM_Pytorch),
-not copied from it. Module and attribute names are chosen so that `state_dict()`
-has exactly the reference checkpoint's keys (`lbam_state_dict.json`): that is
+Written from the facts in docs/reference.md about the authors' code
+(github.com/Vious/LBAM_Pytorch), not copied from it. Module and attribute
+names are chosen so that `state_dict()` has exactly the reference
+checkpoint's keys (docs/reference.md#checkpoint-names): that is
 what lets a real `.pth` load here with `load_state_dict(strict=True)`, and it
 makes this port the yardstick for the Keras model: same weights, same outputs.
 

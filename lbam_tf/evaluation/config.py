@@ -7,9 +7,9 @@ values are refused before images are read or models loaded.
 
 import dataclasses
 
-from lbam_tf import baselines
-from lbam_tf import image_ops
-from lbam_tf import metrics
+from lbam_tf.evaluation import baselines
+from lbam_tf.evaluation import metrics
+from lbam_tf.images import polarity as polarity_rule
 
 #: Image splits of a preprocessing output folder that can be evaluated.
 SPLITS = ("test", "val")
@@ -56,7 +56,7 @@ class EvalConfig:
                        "pair the images with")
     if self.split not in SPLITS:
       raise ValueError(f"--split {self.split!r} is not one of {SPLITS}")
-    image_ops.check_polarity(self.mask_polarity)
+    polarity_rule.check(self.mask_polarity)
     if self.crop_size < metrics.SSIM_FILTER_SIZE:
       raise ValueError(
           f"--crop_size {self.crop_size} is smaller than the SSIM window "

@@ -11,12 +11,14 @@ import os
 
 import numpy as np
 
-from lbam_tf import bounded_read
-from lbam_tf import data
-from lbam_tf import decode
-from lbam_tf import image_files
-from lbam_tf import image_ops
-from lbam_tf import masks as masks_lib
+from lbam_tf.data import masks as masks_lib
+from lbam_tf.data import records
+from lbam_tf.images import bounded_read
+from lbam_tf.images import decode
+from lbam_tf.images import files as image_files
+from lbam_tf.images import ops as image_ops
+from lbam_tf.images import polarity as polarity_rule
+from lbam_tf.images import resize
 
 
 @dataclasses.dataclass
@@ -33,7 +35,7 @@ class Pair:
 def _known_mask_at(known, size):
   """A known mask [H, W, 1] resized (nearest) to [size, size, 1]."""
   known = np.asarray(known, np.float32).reshape(known.shape[0], known.shape[1])
-  known = decode.square_mask(known, size)
+  known = resize.square_mask(known, size)
   return (known >= 0.5).astype(np.float32)[..., None]
 
 
@@ -64,7 +66,7 @@ def read_image_folder(image_dir, crop_size):
   over white), so a folder and its preprocessed records agree.
   """
   return _decode_folder(
-      image_dir, "image_dir", lambda contents: decode.resize_and_centre_crop(
+      image_dir, "image_dir", lambda contents: resize.resize_and_centre_crop(
           decode.decode_image(contents, decode.DEFAULT_MAX_PIXELS), crop_size))
 
 
@@ -73,7 +75,7 @@ def read_mask_folder(mask_dir, polarity, crop_size):
 
   Decoded, binarised and resized as pipeline.preprocess reads a --mask_dir.
   """
-  image_ops.check_polarity(polarity)
+  polarity_rule.check(polarity)
 
   def known(contents):
     hole = decode.decode_mask(contents, decode.DEFAULT_MAX_PIXELS, polarity,
@@ -100,8 +102,8 @@ def read_data_dir(data_dir, split, crop_size):
   Image keys name the source photo, so several crops of one photo share one;
   they are numbered in file order to stay distinct.
   """
-  images = list(data.read_images(data_dir, split).as_numpy_iterator())
-  masks = list(data.read_masks(data_dir, "test").as_numpy_iterator())
+  images = list(records.read_images(data_dir, split).as_numpy_iterator())
+  masks = list(records.read_masks(data_dir, "test").as_numpy_iterator())
   if not images or not masks:
     raise ValueError(
         f"{data_dir} has {len(images)} {split} images and {len(masks)} test "
@@ -109,7 +111,7 @@ def read_data_dir(data_dir, split, crop_size):
         "or a larger --test_fraction")
   image_keys = _unique([example["key"].decode() for example in images])
   mask_keys = _unique([example["source"].decode() for example in masks])
-  return ([(key, decode.resize_and_centre_crop(example["image"], crop_size))
+  return ([(key, resize.resize_and_centre_crop(example["image"], crop_size))
            for key, example in zip(image_keys, images)],
           [(key, _known_mask_at(example["mask"], crop_size))
            for key, example in zip(mask_keys, masks)])

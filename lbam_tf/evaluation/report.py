@@ -12,8 +12,8 @@ import os
 import cv2
 import numpy as np
 
-from lbam_tf import baselines
-from lbam_tf import masks as masks_lib
+from lbam_tf.data import masks as masks_lib
+from lbam_tf.evaluation import baselines
 from lbam_tf.evaluation import scoring
 
 _METRIC_ROWS = (("psnr", "PSNR (dB)", "{:.2f}"), ("ssim", "SSIM", "{:.3f}"),

@@ -3,7 +3,7 @@
 Exists so that every method (a trained model, an exported SavedModel, a
 classical baseline) is run on the same masked inputs and scored the same way:
 outputs rounded to 8 bits, known pixels copied from the ground truth, then
-PSNR, SSIM and mean L1 (%) per pair (definitions in `lbam_tf.metrics`),
+PSNR, SSIM and mean L1 (%) per pair (definitions in `lbam_tf.evaluation.metrics`),
 per-bin means, and FID from InceptionV3 features when weights are given.
 """
 
@@ -16,13 +16,13 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
-from lbam_tf import baselines
-from lbam_tf import convert
-from lbam_tf import image_ops
-from lbam_tf import inpaint as inpaint_lib
-from lbam_tf import masks as masks_lib
-from lbam_tf import metrics
-from lbam_tf import model_io
+from lbam_tf.data import masks as masks_lib
+from lbam_tf.evaluation import baselines
+from lbam_tf.evaluation import metrics
+from lbam_tf.images import ops as image_ops
+from lbam_tf.inference import module as inference
+from lbam_tf.weights import model_io
+from lbam_tf.weights import reference_names
 
 #: Row label of the table's line over all bins together.
 ALL_BINS = "all"
@@ -44,14 +44,14 @@ class Model:
 def load_model(path, label):
   """A `Model` for a SavedModel or anything `model_io.load_generator` reads.
 
-  A generator goes through `inpaint.InpaintModule`, the code behind the
+  A generator goes through `inference.InpaintModule`, the code behind the
   export's `inpaint_tensor`, so both kinds pad, crop and composite alike.
   """
   if not os.path.exists(path):
     raise FileNotFoundError(f"--model {path} does not exist")
-  if inpaint_lib.is_export(path):
+  if inference.is_export(path):
     loaded = tf.saved_model.load(path)
-    if inpaint_lib.TENSOR_SIGNATURE not in loaded.signatures:
+    if inference.TENSOR_SIGNATURE not in loaded.signatures:
       raise ValueError(
           f"SavedModel {path} has signatures {sorted(loaded.signatures)}, not "
           "`inpaint_tensor`: export it with `python -m serving.export`")
@@ -59,16 +59,16 @@ def load_model(path, label):
     def inpaint(image, known):
       # Looked up through `loaded` on every call, which keeps the SavedModel's
       # variables alive as long as this function.
-      return loaded.signatures[inpaint_lib.TENSOR_SIGNATURE](
+      return loaded.signatures[inference.TENSOR_SIGNATURE](
           image=image, mask=known)["image"]
 
     return Model(label, path, "SavedModel", {}, inpaint)
 
   generator = model_io.load_generator(path)
-  module = inpaint_lib.InpaintModule(generator)
+  module = inference.InpaintModule(generator)
   kind = "model_dir" if os.path.isdir(path) else os.path.splitext(
       path)[1].lstrip(".")
-  return Model(label, path, kind, convert.generator_options(generator),
+  return Model(label, path, kind, reference_names.generator_options(generator),
                lambda image, known: module.inpaint_tensor(image, known)["image"])
 
 

@@ -12,7 +12,7 @@ overlap-add; explicit padding falls back to slow kernels (2.5x in float32,
 300x in bfloat16), so zeros are added by `tf.pad` and transposed
 convolutions use "SAME". Every form computes the same sums as PyTorch's
 definition (tests/test_layers.py checks each path and its gradient against
-numpy). `lbam_tf.layers` calls `conv_stride2` and `conv_transpose_stride2`.
+numpy). `lbam_tf.model.layers` calls `conv_stride2` and `conv_transpose_stride2`.
 """
 
 import tensorflow as tf

@@ -1,25 +1,13 @@
 """PSNR, SSIM and mean L1, as the paper's Tables 1 and 2 report them.
 
 Pure functions of [B, H, W, C] tensors (numpy arrays work too), one value per
-image, so training can use them for validation and evaluation can average them
-per hole-ratio bin. The exact definitions, written out in README.md:
-
-- PSNR: 10 log10(max_val^2 / MSE), the MSE over every pixel and channel of the
-  whole image; identical images give PSNR_CAP_DB instead of infinity so that
-  bin means stay finite.
-- SSIM: Gaussian window 11x11, sigma 1.5, K1 = 0.01, K2 = 0.03 (Wang et al.
-  2004), computed per channel over the window positions that fit inside the
-  image ("valid"), averaged over positions, then over channels.
-- Mean L1 (%): mean absolute difference over every pixel and channel, as a
-  percentage of max_val.
+image, so training can validate with them and evaluation can average them per
+hole-ratio bin. The exact definitions are README.md's "Evaluation" (Metrics);
+why these: BUILD_NOTES.md, "Evaluation".
 
 Example:
 
-  from lbam_tf import metrics
-  metrics.psnr(output, target)        # float32 [B], dB
-  metrics.ssim(output, target)        # float32 [B]
-  metrics.l1_percent(output, target)  # float32 [B]
-  metrics.frechet_distance(features_a, features_b)  # FID on Inception features
+  metrics.psnr(output, target)  # float32 [B], dB; also ssim, l1_percent
 """
 
 import numpy as np

@@ -1,7 +1,8 @@
 """LBAM's layers: the paper's equations, each in one named place.
 
 Xie et al., "Image Inpainting with Learnable Bidirectional Attention Maps",
-ICCV 2019 (`lbam_paper.md`). Equation numbers below are the paper's.
+ICCV 2019 (arXiv 1909.00968). Equation numbers below are the paper's; what
+each equation means here is in docs/reference.md#equations.
 
 Every convolution follows PyTorch's `Conv2d(kernel 4, stride 2, padding 1)`:
 one row and column of zeros on every side, then a VALID convolution. TF's
@@ -24,8 +25,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from lbam_tf import cpu_conv
-from lbam_tf import image_ops
+from lbam_tf.images import ops as image_ops
+from lbam_tf.model import cpu_conv
 
 #: Kinds of attention activation a mask branch can use. "gaussian" is LBAM's
 #: g_A (eq. 9); "sigmoid", "leaky_relu" and "relu" are the Table 2 ablations
@@ -594,7 +595,7 @@ class InputSizeCheck(keras.layers.Layer):
             image_size % self.multiple, tf.zeros_like(image_size),
             message=f"image height and width are not multiples of "
                     f"{self.multiple} (the generator has seven stride-2 "
-                    f"stages): pad with lbam_tf.image_ops.pad_to_multiple"),
+                    f"stages): pad with lbam_tf.images.ops.pad_to_multiple"),
     ]
     with tf.control_dependencies(checks):
       return tf.identity(image), tf.identity(mask)

@@ -102,7 +102,7 @@ def fit_on_cluster(model, dataset, strategy, monitor, steps_per_epoch):
   """`model.fit`'s loop for MultiWorkerMirroredStrategy, whose logs Keras 3's
   fit cannot reduce (keras-team/keras#20585): the same train_step, the same
   callback, an "epoch" of `steps_per_epoch` steps, the same batches (every
-  iterator of the training dataset yields the same stream: lbam_tf.data)."""
+  iterator of the training dataset yields the same stream: lbam_tf.data.records)."""
 
   @tf.function(jit_compile=model.jit_compile)
   def train_step(batch):

@@ -14,10 +14,10 @@ from absl import logging
 import keras
 import tensorflow as tf
 
-from lbam_tf import gan as gan_lib
-from lbam_tf import generator as generator_lib
-from lbam_tf import image_ops
-from lbam_tf import metrics
+from lbam_tf.evaluation import metrics
+from lbam_tf.images import ops as image_ops
+from lbam_tf.model import generator as generator_lib
+from lbam_tf.training import gan as gan_lib
 
 
 class Terminated(Exception):

@@ -6,7 +6,7 @@ what a classical method scores on the same pairs on the same machine.
 
 Example:
 
-  from lbam_tf import baselines
+  from lbam_tf.evaluation import baselines
   filled = baselines.inpaint_batch(images_uint8, known_mask, "telea", radius=5)
   filled = baselines.inpaint_batch(images_uint8, known_mask, "patchmatch")
 """

@@ -27,8 +27,8 @@ import h5py
 import keras
 import tensorflow as tf
 
-from lbam_tf import generator as generator_lib
-from lbam_tf import reference_names
+from lbam_tf.model import generator as generator_lib
+from lbam_tf.weights import reference_names
 
 CONFIG_NAME = "config.json"
 FINAL_WEIGHTS_NAME = "generator.weights.h5"
@@ -184,7 +184,7 @@ def load_generator(path, variant=None, ablation=None):
     ablation: one of `generator.ABLATIONS`, handled like `variant`.
 
   Returns:
-    A `keras.Model` as built by `lbam_tf.generator.build_generator`.
+    A `keras.Model` as built by `lbam_tf.model.generator.build_generator`.
 
   Raises:
     FileNotFoundError: `path` does not exist.

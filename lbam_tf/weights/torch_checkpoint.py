@@ -46,7 +46,7 @@ import zipfile
 
 import numpy as np
 
-from lbam_tf import bounded_read
+from lbam_tf.images import bounded_read
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001

@@ -1,14 +1,15 @@
 """The authors' PyTorch checkpoint names to our Keras weights, and back.
 
-The reference parameter names (`lbam_state_dict.json`) differ from ours only
-by module names (`REFERENCE_LAYERS` in `lbam_tf.generator`) and by the weight
-names within a module (`_WEIGHT_NAMES` below, one table). Kernels are
-PyTorch's (out, in, kh, kw) for convolutions and (in, out, kh, kw) for
-transposed convolutions; both become Keras layouts by the same transpose
-(2, 3, 1, 0), with no spatial flip, because TF's conv2d and conv2d_transpose
-correlate with the kernel exactly as PyTorch's do.
+The reference parameter names (docs/reference.md#checkpoint-names) differ
+from ours only by module names (`REFERENCE_LAYERS` in
+`lbam_tf.model.generator`) and by the weight names within a module
+(`_WEIGHT_NAMES` below, one table). Kernels are PyTorch's (out, in, kh, kw)
+for convolutions and (in, out, kh, kw) for transposed convolutions; both
+become Keras layouts by the same transpose (2, 3, 1, 0), with no spatial
+flip, because TF's conv2d and conv2d_transpose correlate with the kernel
+exactly as PyTorch's do.
 
-This is the library; `lbam_tf.model_io` loads `.pth`/`.npz` files with it and
+This is the library; `lbam_tf.weights.model_io` loads `.pth`/`.npz` files with it and
 `python -m lbam_tf.convert` (the command line, which also re-exports these
 functions as `convert.*`) writes converted weights. It imports neither.
 
@@ -24,9 +25,9 @@ import re
 
 import numpy as np
 
-from lbam_tf import generator as generator_lib
-from lbam_tf import layers
-from lbam_tf import torch_checkpoint
+from lbam_tf.model import generator as generator_lib
+from lbam_tf.model import layers
+from lbam_tf.weights import torch_checkpoint
 
 #: PyTorch's kernel layout to Keras's, for convolutions and transposed
 #: convolutions alike; `_TO_REFERENCE` is its inverse.
@@ -63,7 +64,7 @@ def generator_options(generator):
   """The `build_generator` arguments a generator was built with.
 
   Args:
-    generator: a model from `lbam_tf.generator.build_generator` (or loaded
+    generator: a model from `lbam_tf.model.generator.build_generator` (or loaded
       from a `.keras` file of one).
 
   Returns:
@@ -204,9 +205,10 @@ def generator_from_torch_state_dict(state_dict, ablation=None):
   become the moving statistics; `num_batches_tracked` is ignored.
 
   Args:
-    state_dict: mapping of reference parameter names (`lbam_state_dict.json`;
-      an `nn.DataParallel` "module." prefix is accepted) to numpy arrays (or
-      anything `np.asarray` takes) in PyTorch layouts.
+    state_dict: mapping of reference parameter names
+      (docs/reference.md#checkpoint-names; an `nn.DataParallel` "module."
+      prefix is accepted) to numpy arrays (or anything `np.asarray` takes)
+      in PyTorch layouts.
     ablation: one of `generator.ABLATIONS` to override detection; needed only
       for the "sigmoid", "leaky_relu" and "relu" ablations.
 
@@ -274,7 +276,7 @@ def generator_to_torch_state_dict(generator):
 def load_state_dict_file(path):
   """Reads a reference state dict from `.pth` (without PyTorch) or `.npz`.
 
-  A `.pth` is read by `lbam_tf.torch_checkpoint`, which unpickles only
+  A `.pth` is read by `lbam_tf.weights.torch_checkpoint`, which unpickles only
   tensors and dicts and refuses anything that could run code. A checkpoint
   that wraps the state dict in a dict (e.g. {"epoch": 3, "state_dict": {...}})
   is unwrapped when exactly one of its values is a dict.

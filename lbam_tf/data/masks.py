@@ -1,27 +1,17 @@
 """Hole masks drawn with numpy and OpenCV: uint8 HxW, 255 = hole, 0 = known.
 
-Two families, both drawn at a requested hole ratio so that every hole-ratio bin
-of the paper's Table 1 can be filled with equal counts:
-
-- random-shape masks: free-form brush strokes in the style of DeepFill v2 (1-3
-  strokes of 4-11 vertices, alternating turns, brush 12-40 px at 256 px) plus
-  occasional boxes as in CoModGAN / LaMa;
-- irregular masks in the style of the PConv paper's NVIDIA set: smooth
-  occlusion-like blobs, dilated by a random 9-49 px disk (at 512 px), rotated,
-  translated and cropped, as that set's training recipe does.
-
-Every function takes a `numpy.random.Generator`, so one seed gives one mask on
-any machine; `seeded_rng(seed, ...)` derives independent generators for the Beam
-job's workers. No TensorFlow here, so the Beam workers and the serving demo (which
-draws masks live) need only numpy and OpenCV.
+Two families (DeepFill v2-style strokes, NVIDIA-style irregular blobs), each
+drawn at a requested hole ratio so that every bin of the paper's Table 1 gets
+equal counts. Functions take a `numpy.random.Generator` (one seed, one mask on
+any machine) and import no TensorFlow, so Beam workers and the demo need only
+numpy and OpenCV. How and why: BUILD_NOTES.md, "Data pipeline".
 
 Example:
 
-    rng = masks.seeded_rng(0, "demo", 0)
+    rng = seeding.seeded_rng(0, "demo", 0)
     hole = masks.random_mask(rng, (256, 256), hole_range=(0.1, 0.2))
 """
 
-import hashlib
 import math
 
 import cv2
@@ -44,23 +34,12 @@ HOLE = 255
 _MAX_ATTEMPTS = 100
 
 
-def seeded_rng(seed, *parts):
-  """A numpy Generator determined by `seed` and any strings or ints in `parts`.
-
-  Hashing (rather than `seed + index`) keeps the streams of neighbouring masks,
-  kinds and splits independent.
-  """
-  text = ":".join(str(p) for p in (seed,) + parts)
-  digest = hashlib.sha256(text.encode("utf-8")).digest()
-  return np.random.default_rng(np.frombuffer(digest, dtype=np.uint32))
-
-
 def hole_ratio(mask):
   """Fraction of hole pixels in one mask picture: uint8 [H, W], 255 = hole.
 
   The convention of the masks drawn here and stored in the TFRecords (values
   >= 128 count as hole). A model mask (float, 1 = known) is turned into this
-  form by `lbam_tf.image_ops.hole_image_from_known_mask` first.
+  form by `lbam_tf.images.ops.hole_image_from_known_mask` first.
   """
   return float(np.mean(np.asarray(mask) >= 128))
 

@@ -6,7 +6,7 @@ codestream or container) held in a string tensor, and checks it against a
 pixel limit, so that a small file declaring a huge image fails with
 INVALID_ARGUMENT instead of allocating it. Being graph ops, the checks travel
 inside the exported SavedModel, where TF Serving runs them too.
-`lbam_tf.inpaint.InpaintModule` is the user; `check`, `size_text` and
+`lbam_tf.inference.module.InpaintModule` is the user; `check`, `size_text` and
 `check_pixels` are shared with it so that its messages read alike.
 """
 

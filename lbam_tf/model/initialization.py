@@ -24,7 +24,7 @@ paper's starting values.
 
 import numpy as np
 
-from lbam_tf import layers
+from lbam_tf.model import layers
 
 #: Starting-weight schemes for `apply`. "reference": the authors' N(0, 0.02),
 #: what `build_generator` creates. "neutral_attention": see the module text.
@@ -50,7 +50,7 @@ def apply(generator, scheme, seed=0):
   """Overwrites `generator`'s weights with the starting weights of `scheme`.
 
   Args:
-    generator: a model from `lbam_tf.generator.build_generator`.
+    generator: a model from `lbam_tf.model.generator.build_generator`.
     scheme: one of SCHEMES; "reference" leaves the weights as built.
     seed: seeds the random parts.
 

@@ -1,24 +1,15 @@
 """The TFRecord schema and the tf.data reader: the only module that knows feature names.
 
-Layout of a data_dir written by `python -m pipeline.preprocess` (gzip,
-tf.train.Example):
-
-    images/{train,val,test}-SSSSS-of-NNNNN.tfrecord.gz
-        image   bytes      PNG of an HxWx3 uint8 crop
-        key     bytes      the source image's key (its path under the input
-                           pattern's folder, or TFDS's tfds_id)
-        offset  int64 [2]  (y, x) of the crop in the resized source image
-    masks/{train,test}-SSSSS-of-NNNNN.tfrecord.gz
-        mask        bytes  PNG, one channel, 255 = hole, 0 = known
-        hole_ratio  float  fraction of hole pixels
-        source      bytes  "random_shape/<split>/<i>", "irregular/<split>/<i>"
-                           or the ingested mask file's key
-    manifest.json, rejected.jsonl
+A data_dir is what `python -m pipeline.preprocess` writes: gzip TFRecords of
+tf.train.Example under images/ and masks/, manifest.json, rejected.jsonl; the
+features are `IMAGE_FEATURES` and `MASK_FEATURES` below. The schema, a public
+contract, is README.md's "Output layout and TFRecord schema"; the reader's
+choices are in BUILD_NOTES.md, "Data pipeline".
 
 Example:
 
-    train = data.make_dataset("out/data", "train", batch_size=8, crop_size=128,
-                              seed=0)
+    train = records.make_dataset("out/data", "train", batch_size=8,
+                                 crop_size=128, seed=0)
     batch = next(iter(train))  # {"image": [8,128,128,3], "mask": [8,128,128,1]}
 """
 
@@ -29,7 +20,8 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from lbam_tf import image_ops, masks
+from lbam_tf.images import ops as image_ops
+from lbam_tf.data import masks
 
 #: The data_dir's summary, written by pipeline.preprocess, read by
 #: `read_manifest`.
@@ -215,7 +207,8 @@ def stored_crop_size(data_dir):
   return manifest.get("flags", {}).get("crop_size")
 
 
-def _check_crop_size(data_dir, crop_size):
+def check_crop_size(data_dir, crop_size):
+  """Refuses crops larger than the data_dir's stored crops (its manifest)."""
   stored = stored_crop_size(data_dir)
   if crop_size is not None and stored is not None and crop_size > stored:
     raise ValueError(
@@ -276,7 +269,7 @@ def make_dataset(data_dir, split="train", batch_size=8, crop_size=None,
     tf.data.Dataset of {"image": float32 [B, S, S, 3] in [0, 1],
     "mask": float32 [B, S, S, 1], 1 = known, 0 = hole}.
   """
-  _check_crop_size(data_dir, crop_size)
+  check_crop_size(data_dir, crop_size)
   images = read_images(data_dir, split).map(lambda x: x["image"])
   mask_split = "train" if split == "train" else "test"
   hole_masks = read_masks(data_dir, mask_split).map(lambda x: x["mask"])

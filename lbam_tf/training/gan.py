@@ -43,8 +43,8 @@ import math
 import keras
 import tensorflow as tf
 
-from lbam_tf import image_ops
-from lbam_tf import losses
+from lbam_tf.images import ops as image_ops
+from lbam_tf.training import losses
 
 #: Logged values, in the order the progress bar shows them. Loss terms are
 #: unweighted global-batch means; "generator_loss" and "critic_loss" are the
@@ -87,9 +87,9 @@ class LbamGan(keras.Model):
   """Generator, critic and the frozen VGG, trained by `fit` with WGAN-GP.
 
   Args:
-    generator: from `lbam_tf.generator.build_generator`.
-    critic: from `lbam_tf.critic.build_critic` (linear [B] scores).
-    feature_extractor: from `lbam_tf.vgg.build_feature_extractor` (frozen).
+    generator: from `lbam_tf.model.generator.build_generator`.
+    critic: from `lbam_tf.model.critic.build_critic` (linear [B] scores).
+    feature_extractor: from `lbam_tf.model.vgg.build_feature_extractor` (frozen).
     loss_weights: a `losses.LossWeights`.
     global_batch_size: examples per step over all replicas; losses are divided
       by it.
@@ -101,7 +101,7 @@ class LbamGan(keras.Model):
     inputs: {"image": [B, H, W, 3], "mask": [B, H, W, 1]}; returns the
       generator's output.
 
-  The dataset given to `fit` yields {"image", "mask"} dicts (lbam_tf.data).
+  The dataset given to `fit` yields {"image", "mask"} dicts (lbam_tf.data.records).
   """
 
   def __init__(self, generator, critic, feature_extractor, loss_weights,

@@ -27,7 +27,7 @@ trainable parameters:
 import keras
 import tensorflow as tf
 
-from lbam_tf import layers
+from lbam_tf.model import layers
 
 #: Normalisations after convs 2..6 of each column: "layer" (default, suits the
 #: gradient penalty) or "batch" (the reference's BatchNorm).

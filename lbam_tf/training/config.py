@@ -1,22 +1,24 @@
 """What a training run does, as plain values: `TrainConfig` and its presets.
 
-`lbam_tf.training.train(config)` runs one; `python -m lbam_tf.train` builds
+`lbam_tf.training.loop.train(config)` runs one; `python -m lbam_tf.train` builds
 one from its flags (whose defaults are the fields' defaults below) over a
 preset. A preset is a function that returns a config, so code and the command
 line start from the same values:
 
-  from lbam_tf import train_config, training
+  from lbam_tf.training import config as train_config
+  from lbam_tf.training import loop
   config = train_config.cpu_fast(data_dir="out/data", model_dir="runs/fast",
                                  train_steps=300, vgg_weights="none")
-  result = training.train(config)
+  result = loop.train(config)
 """
 
 import dataclasses
 
-from lbam_tf import critic
-from lbam_tf import generator
-from lbam_tf import initialization
-from lbam_tf import losses
+from lbam_tf.images import ops as image_ops
+from lbam_tf.model import critic
+from lbam_tf.model import generator
+from lbam_tf.model import initialization
+from lbam_tf.training import losses
 
 STRATEGIES = ("mirrored", "multi_worker", "one_device")
 LOSS_PRESETS = tuple(losses.PRESETS)
@@ -90,9 +92,10 @@ class TrainConfig:
     if self.preset not in PRESETS:
       raise ValueError(f"--preset {self.preset!r} is not one of "
                        f"{tuple(PRESETS)}")
-    if self.crop_size % 128:
+    if self.crop_size % image_ops.SIZE_MULTIPLE:
       raise ValueError(f"--crop_size {self.crop_size} is not a multiple of "
-                       "128: the generator has seven stride-2 stages")
+                       f"{image_ops.SIZE_MULTIPLE}: the generator has seven "
+                       "stride-2 stages")
     if self.train_steps <= 0 and self.epochs <= 0:
       raise ValueError("give --train_steps N or --epochs E")
     for name in _POSITIVE:

@@ -27,7 +27,7 @@ below gives the module-to-layer names as data.
 import keras
 from keras import ops
 
-from lbam_tf import layers
+from lbam_tf.model import layers
 
 #: Generator layouts. "head": the released checkpoint's (no BatchNorm, output
 #: (tanh + 1) / 2). "original_bn": the reference's older layout (BatchNorm in

@@ -2,7 +2,7 @@
 
 `train(config)` is the whole run, callable in-process; `python -m
 lbam_tf.train` is its command line. Everything lives in config.model_dir (a
-contract that lbam_tf.model_io, evaluation and export read):
+contract that lbam_tf.weights.model_io, evaluation and export read):
 
   config.json               the TrainConfig of the run
   checkpoint, ckpt-N.*      tf.train.CheckpointManager: step, generator,
@@ -36,15 +36,15 @@ from absl import logging
 import keras
 import tensorflow as tf
 
-from lbam_tf import critic
-from lbam_tf import data
-from lbam_tf import distribute
-from lbam_tf import gan
-from lbam_tf import generator
-from lbam_tf import initialization
-from lbam_tf import model_io
-from lbam_tf import monitor as monitor_lib
-from lbam_tf import vgg
+from lbam_tf.data import records
+from lbam_tf.model import critic
+from lbam_tf.model import generator
+from lbam_tf.model import initialization
+from lbam_tf.model import vgg
+from lbam_tf.training import distribute
+from lbam_tf.training import gan
+from lbam_tf.training import monitor as monitor_lib
+from lbam_tf.weights import model_io
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,13 +60,13 @@ def total_steps(config):
   """config.train_steps, else config.epochs passes over the train split."""
   if config.train_steps > 0:
     return config.train_steps
-  count = data.read_manifest(config.data_dir)["counts"]["images"]["train"]
+  count = records.read_manifest(config.data_dir)["counts"]["images"]["train"]
   return max(1, math.ceil(config.epochs * count / config.batch_size))
 
 
 def empty_splits(data_dir, splits):
   """Which of the (kind, split) pairs hold no records, as "kind/split"."""
-  readers = {"images": data.read_images, "masks": data.read_masks}
+  readers = {"images": records.read_images, "masks": records.read_masks}
   return [f"{kind}/{split}" for kind, split in splits
           if not any(True for _ in readers[kind](data_dir, split).take(1))]
 
@@ -92,9 +92,9 @@ def validation_data(config):
   try:
     empty = empty_splits(config.data_dir,
                          [("images", "val"), ("masks", "test")])
-    dataset = data.make_dataset(config.data_dir, "val",
-                                batch_size=config.batch_size,
-                                crop_size=config.crop_size, training=False)
+    dataset = records.make_dataset(config.data_dir, "val",
+                                   batch_size=config.batch_size,
+                                   crop_size=config.crop_size, training=False)
   except FileNotFoundError as error:
     logging.warning("no validation: %s", error)
     return None
@@ -170,6 +170,7 @@ def train(config):
   cluster = distribute.is_cluster(strategy)
   chief = distribute.is_chief(strategy)
   check_train_split(config.data_dir)
+  records.check_crop_size(config.data_dir, config.crop_size)
   if config.batch_size % strategy.num_replicas_in_sync:
     raise ValueError(
         f"--batch_size {config.batch_size} does not split over "
@@ -207,10 +208,10 @@ def train(config):
     # Data. The train stream is seeded by the step it starts at, so a resumed
     # run and a new phase continue with batches not seen yet.
     def train_data(step):
-      dataset = data.make_dataset(config.data_dir, "train",
-                                  batch_size=config.batch_size,
-                                  crop_size=config.crop_size, training=True,
-                                  seed=config.seed + step)
+      dataset = records.make_dataset(config.data_dir, "train",
+                                     batch_size=config.batch_size,
+                                     crop_size=config.crop_size, training=True,
+                                     seed=config.seed + step)
       return distribute.shard_by_data(dataset) if cluster else dataset
 
     val_data = validation_data(config)

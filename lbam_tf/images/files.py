@@ -19,7 +19,7 @@ from absl import flags
 from tqdm import tqdm
 
 #: File name endings listed as images. Readers decide what they can decode
-#: (inpaint: tf.io.decode_image; evaluate: lbam_tf.decode with Pillow).
+#: (inpaint: tf.io.decode_image; evaluate: lbam_tf.images.decode with Pillow).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".jxl")
 
 

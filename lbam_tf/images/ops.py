@@ -1,4 +1,4 @@
-"""Mask polarity, padding to the generator's grid and compositing, defined once.
+"""Mask polarity in the graph, padding to the generator's grid, compositing.
 
 Inference, export and evaluation all go through these functions so that the
 conventions (mask 1 = known, 0 = hole; sizes a multiple of 128; known pixels
@@ -7,49 +7,41 @@ copied back bit-exact) cannot drift apart.
 
 import tensorflow as tf
 
+from lbam_tf.images import polarity as polarity_rule
+
 #: Height and width of the generator's input must be multiples of this: seven
 #: stride-2 stages and skip concatenations.
 SIZE_MULTIPLE = 128
-
-#: How a mask file marks holes. "white": bright pixels are holes (the
-#: reference code's files); "black": dark pixels are holes (NVIDIA's zip).
-POLARITIES = ("white", "black")
-
-
-def check_polarity(polarity):
-  """Returns `polarity` if it is one of POLARITIES, else raises ValueError."""
-  if polarity not in POLARITIES:
-    raise ValueError(
-        f"mask polarity {polarity!r} is not one of {POLARITIES}: say which "
-        "colour marks the holes in your mask files")
-  return polarity
-
 
 def known_mask_from_image(mask_image, polarity="white"):
   """Turns a mask picture into the model's mask: float32, 1 = known, 0 = hole.
 
   Args:
-    mask_image: uint8 or float tensor [..., H, W, C] with C in {1, 3, 4}. RGB(A)
-      masks are reduced to their mean over RGB (alpha is ignored); uint8 values
-      are scaled to [0, 1].
+    mask_image: uint8 or float tensor [..., H, W, C] with C in 1-4: grey,
+      grey and alpha, RGB or RGBA. Floats in [0, 1] are rounded to 8 bits
+      first, so that both read the same.
     polarity: "white" (white = hole) or "black" (black = hole).
 
   Returns:
-    float32 tensor [..., H, W, 1]; values at 0.5 or above count as the hole
-    colour when polarity is "white", below 0.5 when "black".
+    float32 tensor [..., H, W, 1], holes where `lbam_tf.images.polarity`
+    says so.
   """
-  check_polarity(polarity)
+  polarity_rule.check(polarity)
   mask_image = tf.convert_to_tensor(mask_image)
-  if mask_image.dtype == tf.uint8:
-    mask_image = tf.cast(mask_image, tf.float32) / 255.0
+  if mask_image.dtype != tf.uint8:
+    mask_image = tf.round(tf.clip_by_value(
+        tf.cast(mask_image, tf.float32), 0.0, 1.0) * 255.0)
+  pixels = tf.cast(mask_image, tf.int32)
+  if mask_image.shape[-1] <= 2:
+    luma = pixels[..., :1]
   else:
-    mask_image = tf.cast(mask_image, tf.float32)
-  channels = mask_image.shape[-1]
-  if channels == 4:
-    mask_image = mask_image[..., :3]
-  if channels in (3, 4):
-    mask_image = tf.reduce_mean(mask_image, axis=-1, keepdims=True)
-  bright = tf.cast(mask_image >= 0.5, tf.float32)
+    weighted = tf.reduce_sum(
+        pixels[..., :3] * tf.constant(polarity_rule.LUMA_WEIGHTS, tf.int32),
+        axis=-1, keepdims=True)
+    luma = tf.bitwise.right_shift(
+        weighted + (1 << (polarity_rule.LUMA_SHIFT - 1)),
+        polarity_rule.LUMA_SHIFT)
+  bright = tf.cast(luma >= polarity_rule.BRIGHT_LUMA, tf.float32)
   return 1.0 - bright if polarity == "white" else bright
 
 
@@ -135,6 +127,6 @@ def check_spatial_size(height, width, multiple=SIZE_MULTIPLE):
     raise ValueError(
         f"input size {height}x{width} is not a multiple of {multiple}: the "
         f"generator has seven stride-2 stages. Pad with "
-        f"lbam_tf.image_ops.pad_to_multiple (or resize/crop) to "
+        f"lbam_tf.images.ops.pad_to_multiple (or resize/crop) to "
         f"{padded_size(max(height, 1), multiple)}x"
         f"{padded_size(max(width, 1), multiple)}")
