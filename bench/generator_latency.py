@@ -1,32 +1,20 @@
 """Generator forward latency on the CPU: Keras fp32, XLA, bf16 against PyTorch.
 
 Times one forward pass of the LBAM generator (median of repeated runs, after
-a warm-up that also compiles) at 256x256 for batch 1 and 4 on 2 threads, and
-prints beside each figure the FLOP count (TF's profiler on the traced graph),
-the achieved GFLOP/s and the machine's measured matmul GFLOP/s, its practical
-limit. The independent PyTorch port of the authors' generator
-(`tests/torch_reference.py`, same weights, `torch.set_num_threads` to the same
-count) is timed in the same run as the yardstick. Paths:
+a warm-up that also compiles) at --size for each --batch_sizes on --threads
+threads, with the FLOP count (TF's profiler), the achieved GFLOP/s and the
+machine's measured matmul GFLOP/s (its practical limit) beside each figure.
+--paths: torch (the PyTorch port in tests/torch_reference.py, the
+yardstick), fp32, fp32_xla, mixed_bf16 (float32 weights, bfloat16 compute),
+bf16 and bf16_xla (bfloat16 weights); each bf16 output is compared with fp32
+by PSNR. Without --weights the weights are random but scaled like a trained
+model's. README.md ("CPU latency") and BUILD_NOTES.md have the figures.
 
-  torch       the PyTorch port, float32 (the reference figure)
-  fp32        Keras, float32, tf.function
-  fp32_xla    the same compiled by XLA (jit_compile=True)
-  mixed_bf16  Keras "mixed_bfloat16" policy: float32 weights cast per call,
-              bfloat16 compute on oneDNN (AVX512_BF16 / AMX)
-  bf16        Keras "bfloat16" policy: weights stored in bfloat16
-  bf16_xla    the same compiled by XLA
-
-Each bf16 path's output is compared with the fp32 output by PSNR (and torch's
-by max abs difference). Without --weights the weights are random but scaled
-like a trained model's (`torch_reference.random_state_dict`); pass the
-converted checkpoint for PSNRs on real weights.
-
-Usage, on a quiet machine (the full run takes a few minutes):
-
-  .venv/bin/python bench/generator_latency.py
+  .venv/bin/python bench/generator_latency.py           # a few minutes
   .venv/bin/python bench/generator_latency.py --quick   # smoke run
 """
 
+import dataclasses
 import functools
 import os
 import sys
@@ -42,38 +30,40 @@ import tensorflow as tf  # noqa: E402
 import torch  # noqa: E402
 import tqdm  # noqa: E402
 from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import torch_reference  # noqa: E402
 from bench import timing  # noqa: E402
+from lbam_tf import cli  # noqa: E402
 from lbam_tf.evaluation import metrics  # noqa: E402
 from lbam_tf.weights import model_io  # noqa: E402
 from lbam_tf.weights import reference_names  # noqa: E402
 
 PATHS = ("torch", "fp32", "fp32_xla", "mixed_bf16", "bf16", "bf16_xla")
 
-flags.DEFINE_bool(
-    "quick", False,
-    "Smoke run: 2 timed repeats and a smaller matmul probe. Figures are then "
-    "rough; run without it on a quiet machine for the reported numbers.")
-flags.DEFINE_integer(
-    "repeats", 10, "Timed forward passes per path and batch size (after one "
-    "warm-up); the median is reported. --quick sets 2.")
-flags.DEFINE_list("batch_sizes", ["1", "4"], "Batch sizes to time.")
-flags.DEFINE_integer("size", 256, "Image height and width; a multiple of 128.")
-flags.DEFINE_integer(
-    "threads", 2, "Threads for TF (intra- and inter-op) and for torch.")
-flags.DEFINE_multi_enum(
-    "paths", list(PATHS), PATHS,
-    "Which implementations to time (repeat the flag for several).")
-flags.DEFINE_string(
-    "weights", None,
-    "Generator weights for load_generator (.pth, .npz, .weights.h5, model_dir)."
-    " Default: random weights scaled like a trained model's.")
-flags.DEFINE_integer("seed", 0, "Seed of the random weights and the masks.")
 
-FLAGS = flags.FLAGS
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """What to time; the flags of the same names."""
+  quick: bool = cli.option(
+      False, "Smoke run: 2 timed repeats and a smaller matmul probe. Figures "
+      "are then rough; run without it on a quiet machine for the reported "
+      "numbers.")
+  repeats: int = cli.option(
+      10, "Timed forward passes per path and batch size (after one "
+      "warm-up); the median is reported. --quick sets 2.")
+  batch_sizes: tuple = cli.option(("1", "4"), "Batch sizes to time.")
+  size: int = cli.option(256, "Image height and width; a multiple of 128.")
+  threads: int = cli.option(
+      2, "Threads for TF (intra- and inter-op) and for torch.")
+  paths: tuple = cli.option(
+      PATHS, "Which implementations to time (repeat the flag for several).",
+      choices=PATHS, multi=True)
+  weights: str | None = cli.option(
+      None, "Generator weights for load_generator (.pth, .npz, .weights.h5, "
+      "model_dir). Default: random weights scaled like a trained model's.")
+  seed: int = cli.option(0, "Seed of the random weights and the masks.")
 
 
 def profiled_flops(generator, size):
@@ -103,16 +93,16 @@ def sample_inputs(batch, size, seed):
   return np.stack(images), masks
 
 
-def reference_generator():
-  if FLAGS.weights:
-    return model_io.load_generator(FLAGS.weights)
+def reference_generator(config):
+  if config.weights:
+    return model_io.load_generator(config.weights)
   weights = torch_reference.random_state_dict(
-      torch_reference.Generator("head"), seed=FLAGS.seed)
+      torch_reference.Generator("head"), seed=config.seed)
   return reference_names.generator_from_torch_state_dict(weights)
 
 
-def forward_fns(fp32_generator):
-  """{path: function(image, mask) -> float32 numpy output} for FLAGS.paths."""
+def forward_fns(fp32_generator, paths):
+  """{path: function(image, mask) -> float32 numpy output} for `paths`."""
   fns = {}
 
   def keras_fn(generator, jit_compile):
@@ -121,60 +111,59 @@ def forward_fns(fp32_generator):
     return lambda image, mask: call(
         {"image": tf.constant(image), "mask": tf.constant(mask)}).numpy()
 
-  if "torch" in FLAGS.paths:
+  if "torch" in paths:
     options = reference_names.generator_options(fp32_generator)
     model = torch_reference.load_numpy_state_dict(
         torch_reference.Generator(options["variant"]).eval(),
         reference_names.generator_to_torch_state_dict(fp32_generator))
     fns["torch"] = functools.partial(torch_reference.nhwc_output, model)
-  if "fp32" in FLAGS.paths:
+  if "fp32" in paths:
     fns["fp32"] = keras_fn(fp32_generator, False)
-  if "fp32_xla" in FLAGS.paths:
+  if "fp32_xla" in paths:
     fns["fp32_xla"] = keras_fn(fp32_generator, True)
-  if "mixed_bf16" in FLAGS.paths:
+  if "mixed_bf16" in paths:
     fns["mixed_bf16"] = keras_fn(
         model_io.with_dtype_policy(fp32_generator, "mixed_bfloat16"), False)
   bf16 = None
-  if "bf16" in FLAGS.paths or "bf16_xla" in FLAGS.paths:
+  if "bf16" in paths or "bf16_xla" in paths:
     bf16 = model_io.with_dtype_policy(fp32_generator, "bfloat16")
-  if "bf16" in FLAGS.paths:
+  if "bf16" in paths:
     fns["bf16"] = keras_fn(bf16, False)
-  if "bf16_xla" in FLAGS.paths:
+  if "bf16_xla" in paths:
     fns["bf16_xla"] = keras_fn(bf16, True)
   return fns
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+  config = cli.from_flags(Config, argv)
   # Thread pools are fixed when TF first runs an op: set them before any.
-  tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
-  tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
-  torch.set_num_threads(FLAGS.threads)
+  tf.config.threading.set_intra_op_parallelism_threads(config.threads)
+  tf.config.threading.set_inter_op_parallelism_threads(config.threads)
+  torch.set_num_threads(config.threads)
   tf.get_logger().setLevel("ERROR")  # the v1 profiler's deprecation notes
-  repeats = 2 if FLAGS.quick else FLAGS.repeats
-  batch_sizes = [int(b) for b in FLAGS.batch_sizes]
+  repeats = 2 if config.quick else config.repeats
+  batch_sizes = [int(b) for b in config.batch_sizes]
 
-  matmul_n = 1024 if FLAGS.quick else 2048
+  matmul_n = 1024 if config.quick else 2048
   limits = {"fp32": timing.matmul_gflops(tf.float32, matmul_n, repeats + 1),
             "bf16": timing.matmul_gflops(tf.bfloat16, matmul_n, repeats + 1)}
   # Other processes inflate every figure: the load shows how quiet it was.
   print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; "
-        f"threads {FLAGS.threads}; matmul {matmul_n}x{matmul_n}: "
+        f"threads {config.threads}; matmul {matmul_n}x{matmul_n}: "
         f"{limits['fp32']:.0f} GFLOP/s float32, {limits['bf16']:.0f} GFLOP/s "
         f"bfloat16 (the limits)")
 
-  fp32_generator = reference_generator()
-  flops = profiled_flops(fp32_generator, FLAGS.size)
+  fp32_generator = reference_generator(config)
+  flops = profiled_flops(fp32_generator, config.size)
   print(f"generator {reference_names.generator_options(fp32_generator)}, "
-        f"{FLAGS.size}x{FLAGS.size}: {flops / 1e9:.2f} GFLOP per image "
+        f"{config.size}x{config.size}: {flops / 1e9:.2f} GFLOP per image "
         f"(TF profiler), {repeats} timed repeats, median")
 
-  fns = forward_fns(fp32_generator)
+  fns = forward_fns(fp32_generator, config.paths)
   results = {}
   runs = [(path, batch) for batch in batch_sizes for path in fns]
   for path, batch in tqdm.tqdm(runs, desc="timing", unit="run"):
-    image, mask = sample_inputs(batch, FLAGS.size, FLAGS.seed)
+    image, mask = sample_inputs(batch, config.size, config.seed)
     seconds, fastest = timing.timed_seconds(lambda: fns[path](image, mask),
                                             repeats)
     results[path, batch] = (seconds, fastest, fns[path](image, mask))
@@ -202,4 +191,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  cli.define_flags(Config)
   app.run(main)

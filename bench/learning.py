@@ -1,19 +1,14 @@
 r"""Does training produce an inpainter? Held-out PSNR against training time.
 
-Runs, each step through the project's own command line:
-  1. the Beam job (`pipeline.preprocess`) on --train_pattern;
-  2. training from scratch (`lbam_tf.train --preset ... --max_minutes`) in
-     chunks that end at --minutes x (1/8, 1/4, 1/2, 1), resuming each time;
-  3. after each chunk, `lbam_tf.evaluate` on held-out crops of
-     --eval_image_dir with the same masks and pairs every time, Telea and
-     Navier-Stokes in the same run.
-Writes to --output_dir: learning.md / learning.json (per-bin PSNR, SSIM and
-L1 at every point, the baselines beside), learning.png (PSNR per bin against
-training minutes, the baselines as dashed lines), and the evaluation folders.
-
-Minutes on the x axis are wall-clock minutes of the training processes,
-start-up and tracing included (about a minute per chunk on 2 cores): what a
-user waiting for `--max_minutes` would see. Evaluation time is not counted.
+Runs, each step through the project's own command line: the Beam job
+(`pipeline.preprocess`) on --train_pattern; training from scratch
+(`lbam_tf.train --preset ... --max_minutes`) in chunks ending at --minutes x
+(1/8, 1/4, 1/2, 1), resuming each time; after each chunk `lbam_tf.evaluate`
+on held-out crops of --eval_image_dir (same masks and pairs every time, Telea
+and Navier-Stokes beside). Writes learning.md / .json / .png and the
+evaluation folders to --output_dir. Minutes are the training processes'
+wall clock, start-up included; evaluation is not counted. README.md
+("Learning benchmark") and BUILD_NOTES.md have the results.
 
   bash scripts/get_training_photos.sh out/photos
   bash scripts/get_eval_photos.sh out/eval_photos
@@ -22,6 +17,7 @@ user waiting for `--max_minutes` would see. Evaluation time is not counted.
   python -m bench.learning ... --minutes 5     # smoke run (start-up dominates)
 """
 
+import dataclasses
 import glob
 import json
 import os
@@ -35,42 +31,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import app  # noqa: E402
 
+from lbam_tf import cli  # noqa: E402
 from lbam_tf.data import masks as masks_lib  # noqa: E402
 from lbam_tf.data import records  # noqa: E402
-
-flags.DEFINE_string("train_pattern", None,
-                    "Glob of training photos for the Beam job.")
-flags.DEFINE_string("eval_image_dir", None,
-                    "Folder of held-out photos, never trained on (e.g. "
-                    "scripts/get_eval_photos.sh).")
-flags.DEFINE_string("eval_mask_dir", None,
-                    "Folder of mask images for evaluation; default: the "
-                    "Beam job's test masks (equal counts per bin).")
-flags.DEFINE_enum("eval_mask_polarity", "white", ["white", "black"],
-                  "Which colour marks holes in --eval_mask_dir files.")
-flags.DEFINE_float("minutes", 60, "Training budget in wall-clock minutes.")
-flags.DEFINE_string("output_dir", "out/learning", "Where everything goes.")
-flags.DEFINE_string("preset", "cpu_fast", "lbam_tf.train --preset.")
-flags.DEFINE_string("vgg_weights", "none",
-                    "lbam_tf.train --vgg_weights: 'none' by default because "
-                    "the ImageNet weights cannot be downloaded here (with "
-                    "cpu_fast's warm-up the VGG terms are off anyway); give a "
-                    "local VGG16 .h5 file where you have one.")
-flags.DEFINE_list("train_flags", [],
-                  "Extra lbam_tf.train flags, comma-separated (e.g. "
-                  "--generator_lr=3e-4).")
-flags.DEFINE_integer("crops_per_image", 24, "Beam job crops per photo.")
-flags.DEFINE_integer("num_masks", 3000, "Beam job masks.")
-flags.DEFINE_float("val_fraction", 0.15,
-                   "Beam job share of photos held out for validation.")
-flags.DEFINE_integer("eval_crops_per_image", 20,
-                     "256x256 crops cut from each held-out photo (resized to "
-                     "a short side of 350, as the Beam job does).")
-flags.DEFINE_integer("seed", 0, "Seeds the job, training and the eval pairs.")
-
-FLAGS = flags.FLAGS
 
 #: Fractions of --minutes at which the model is evaluated.
 EVAL_POINTS = (0.125, 0.25, 0.5, 1.0)
@@ -78,6 +43,50 @@ EVAL_POINTS = (0.125, 0.25, 0.5, 1.0)
 MIN_CHUNK_MINUTES = 1.5
 EVAL_SIZE = 256
 LOAD_SIZE = 350
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """One benchmark run; the flags of the same names."""
+  train_pattern: str | None = cli.option(
+      None, "Glob of training photos for the Beam job.")
+  eval_image_dir: str | None = cli.option(
+      None, "Folder of held-out photos, never trained on (e.g. "
+      "scripts/get_eval_photos.sh).")
+  eval_mask_dir: str | None = cli.option(
+      None, "Folder of mask images for evaluation; default: the Beam job's "
+      "test masks (equal counts per bin).")
+  eval_mask_polarity: str = cli.option(
+      "white", "Which colour marks holes in --eval_mask_dir files.",
+      choices=("white", "black"))
+  minutes: float = cli.option(60, "Training budget in wall-clock minutes.")
+  output_dir: str = cli.option("out/learning", "Where everything goes.")
+  preset: str = cli.option("cpu_fast", "lbam_tf.train --preset.")
+  vgg_weights: str = cli.option(
+      "none", "lbam_tf.train --vgg_weights: 'none' by default because the "
+      "ImageNet weights cannot be downloaded here (with cpu_fast's warm-up "
+      "the VGG terms are off anyway); give a local VGG16 .h5 file where you "
+      "have one.")
+  train_flags: tuple = cli.option(
+      (), "Extra lbam_tf.train flags, comma-separated (e.g. "
+      "--generator_lr=3e-4).")
+  crops_per_image: int = cli.option(24, "Beam job crops per photo.")
+  num_masks: int = cli.option(3000, "Beam job masks.")
+  val_fraction: float = cli.option(
+      0.15, "Beam job share of photos held out for validation.")
+  eval_crops_per_image: int = cli.option(
+      20, "256x256 crops cut from each held-out photo (resized to a short "
+      "side of 350, as the Beam job does).")
+  seed: int = cli.option(0, "Seeds the job, training and the eval pairs.")
+
+  def check(self):
+    """Raises ValueError naming the missing or bad value."""
+    for name in ("train_pattern", "eval_image_dir"):
+      if not getattr(self, name):
+        raise ValueError(f"--{name} is required")
+    if self.minutes < MIN_CHUNK_MINUTES:
+      raise ValueError(f"--minutes {self.minutes} is shorter than one "
+                       f"useful chunk ({MIN_CHUNK_MINUTES} min)")
 
 
 def _run(command, log_path):
@@ -213,7 +222,7 @@ def write_plot(path, points, baselines, width=900, height=520):
   cv2.imwrite(path, canvas)
 
 
-def markdown(points, results, elapsed):
+def markdown(points, results, elapsed, eval_image_dir):
   """The report: the final table beside the baselines, then the curve."""
   final = points[-1]
   lines = [
@@ -221,7 +230,7 @@ def markdown(points, results, elapsed):
       f"step {final['step']}",
       "",
       f"Held-out pairs: {results['data']['pairs']} (crops of "
-      f"{FLAGS.eval_image_dir}), bench wall time {elapsed / 60:.1f} min.",
+      f"{eval_image_dir}), bench wall time {elapsed / 60:.1f} min.",
       "",
       "| bin | pairs | ours PSNR | Telea | NS | ours SSIM | Telea | NS | "
       "ours L1 % | Telea | NS |",
@@ -248,16 +257,9 @@ def markdown(points, results, elapsed):
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments {argv[1:]}")
-  for name in ("train_pattern", "eval_image_dir"):
-    if not FLAGS[name].value:
-      raise app.UsageError(f"--{name} is required")
-  if FLAGS.minutes < MIN_CHUNK_MINUTES:
-    raise app.UsageError(f"--minutes {FLAGS.minutes} is shorter than one "
-                         f"useful chunk ({MIN_CHUNK_MINUTES} min)")
+  config = cli.from_flags(Config, argv)
   start = time.monotonic()
-  out = os.path.abspath(FLAGS.output_dir)
+  out = os.path.abspath(config.output_dir)
   for name in ("data", "model", "eval_images", "eval_masks", "evaluations"):
     shutil.rmtree(os.path.join(out, name), ignore_errors=True)
   os.makedirs(out, exist_ok=True)
@@ -266,32 +268,32 @@ def main(argv):
   data_dir = os.path.join(out, "data")
   model_dir = os.path.join(out, "model")
 
-  print(f"[learning] 1/3 Beam job on {FLAGS.train_pattern} (log: {log})")
+  print(f"[learning] 1/3 Beam job on {config.train_pattern} (log: {log})")
   _run([python, "-m", "pipeline.preprocess",
-        f"--input_pattern={FLAGS.train_pattern}", f"--output_dir={data_dir}",
-        f"--crops_per_image={FLAGS.crops_per_image}",
-        f"--num_masks={FLAGS.num_masks}", f"--val_fraction={FLAGS.val_fraction}",
-        "--test_fraction=0", f"--seed={FLAGS.seed}"], log)
+        f"--input_pattern={config.train_pattern}", f"--output_dir={data_dir}",
+        f"--crops_per_image={config.crops_per_image}",
+        f"--num_masks={config.num_masks}", f"--val_fraction={config.val_fraction}",
+        "--test_fraction=0", f"--seed={config.seed}"], log)
 
   image_dir = os.path.join(out, "eval_images")
-  count = write_eval_crops(FLAGS.eval_image_dir, image_dir,
-                           FLAGS.eval_crops_per_image, FLAGS.seed)
-  mask_dir, polarity = FLAGS.eval_mask_dir, FLAGS.eval_mask_polarity
+  count = write_eval_crops(config.eval_image_dir, image_dir,
+                           config.eval_crops_per_image, config.seed)
+  mask_dir, polarity = config.eval_mask_dir, config.eval_mask_polarity
   if mask_dir is None:
     mask_dir, polarity = os.path.join(out, "eval_masks"), "white"
     write_test_masks(data_dir, mask_dir)
-  print(f"[learning] {count} held-out crops of {FLAGS.eval_image_dir}")
+  print(f"[learning] {count} held-out crops of {config.eval_image_dir}")
 
   points, trained, results = [], 0.0, None
-  for k, target in enumerate(eval_points(FLAGS.minutes), start=1):
+  for k, target in enumerate(eval_points(config.minutes), start=1):
     chunk = target - trained
     print(f"[learning] 2/3 training to minute {target:g} ({chunk:g} min)")
     began = time.monotonic()
-    _run([python, "-m", "lbam_tf.train", f"--preset={FLAGS.preset}",
+    _run([python, "-m", "lbam_tf.train", f"--preset={config.preset}",
           f"--data_dir={data_dir}", f"--model_dir={model_dir}",
           "--train_steps=100000000", f"--max_minutes={chunk}",
-          f"--seed={FLAGS.seed}", f"--vgg_weights={FLAGS.vgg_weights}",
-          *FLAGS.train_flags], log)
+          f"--seed={config.seed}", f"--vgg_weights={config.vgg_weights}",
+          *config.train_flags], log)
     trained += (time.monotonic() - began) / 60
     print(f"[learning] 3/3 evaluating after {trained:.1f} min")
     eval_dir = os.path.join(out, "evaluations", f"point_{k}")
@@ -300,7 +302,7 @@ def main(argv):
           f"--mask_polarity={polarity}", f"--output_dir={eval_dir}",
           "--num_images=0", f"--crop_size={EVAL_SIZE}",
           "--baselines=telea,ns",
-          f"--seed={FLAGS.seed}"], log)
+          f"--seed={config.seed}"], log)
     with open(os.path.join(eval_dir, "results.json")) as f:
       results = json.load(f)
     step = int(tf.train.latest_checkpoint(model_dir).rsplit("-", 1)[1])
@@ -312,18 +314,20 @@ def main(argv):
 
   baselines = {m: per_bin(results, m, "psnr") for m in ("telea", "ns")}
   write_plot(os.path.join(out, "learning.png"), points, baselines)
-  report = markdown(points, results, time.monotonic() - start)
+  report = markdown(points, results, time.monotonic() - start,
+                    config.eval_image_dir)
   with open(os.path.join(out, "learning.md"), "w") as f:
     f.write(report)
   with open(os.path.join(out, "learning.json"), "w") as f:
     json.dump({"points": points, "baselines": {
         m: {metric: per_bin(results, m, metric)
             for metric in ("psnr", "ssim", "l1_percent")}
-        for m in ("telea", "ns")}, "flags": FLAGS.flag_values_dict()}, f,
+        for m in ("telea", "ns")}, "flags": dataclasses.asdict(config)}, f,
               indent=2, default=str)
   print(report)
   print(f"[learning] wrote {out}/learning.md, learning.json, learning.png")
 
 
 if __name__ == "__main__":
+  cli.define_flags(Config)
   app.run(main)

@@ -1,28 +1,21 @@
 r"""Throughput of the data pipeline: the Beam job with 1 and 2 workers, and the reader.
 
-Measures
-  - images/s and masks/s of `pipeline.preprocess` on the multi-processing
-    DirectRunner with each --workers count, and the scaling from the first to
-    the last count (wall time of the whole job, start-up included, and without
-    the start-up: the wall time of a six-mask job);
-  - with --runner dask, the same on Beam's DaskRunner against a local
-    dask.distributed cluster of each --workers count (one thread per worker
-    process, on loopback), beside the DirectRunner's; the cluster's start-up
-    and its first job (the workers' imports) are timed apart;
-  - images/s of `lbam_tf.data.records.make_dataset` (training mode: decode, crop,
-    flip, mask pairing) against the images/s one training step consumes. The
-    step is a generator forward + backward at --batch_size x --crop_size
-    (the full GAN step also runs the critic and VGG, so the real consumption is
-    lower and the printed ratio conservative), or --train_step_seconds.
-    The reader must outrun training by at least 10x.
-
+Measures images/s and masks/s of `pipeline.preprocess` on the
+multi-processing DirectRunner for each --workers count (with --runner dask,
+also on Beam's DaskRunner against a local dask.distributed cluster), whole
+jobs and without their start-up, and the scaling between the counts; then
+images/s of `lbam_tf.data.records.make_dataset` (training mode) against the
+images/s one training step consumes (a generator forward + backward here, or
+--train_step_seconds): the reader must outrun training by at least 10x.
 Images are the sample photos copied --copies times under distinct names.
+README.md ("Throughput") and BUILD_NOTES.md have the figures.
 
   python -m bench.pipeline_throughput            # full run (minutes; quiet machine)
   python -m bench.pipeline_throughput --quick    # smoke run
   python -m bench.pipeline_throughput --runner dask --quick
 """
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -30,35 +23,45 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import app  # noqa: E402
 import tqdm  # noqa: E402
 
-flags.DEFINE_string("images", "examples/images/*.jpg", "Glob of source photos to copy.")
-flags.DEFINE_integer("copies", 40,
-                     "Copies of each source photo (distinct keys, so distinct crops).")
-flags.DEFINE_integer("num_masks", 3000, "Masks the mask-only job draws.")
-flags.DEFINE_integer("crop_size", 256,
-                     "Crop and mask size of the job, the reader and the train step.")
-flags.DEFINE_integer("crops_per_image", 4, "Crops per source image in the job.")
-flags.DEFINE_list("workers", ["1", "2"],
-                  "Worker counts to time: DirectRunner worker processes "
-                  "(multi_processing), and Dask worker processes.")
-flags.DEFINE_enum("runner", "direct", ["direct", "dask"],
-                  "direct: the DirectRunner only; dask: also Beam's "
-                  "DaskRunner on a local dask.distributed cluster.")
-flags.DEFINE_integer("dask_partitions", 8,
-                     "--dask_npartitions of the Dask jobs: bags per Create, "
-                     "the unit of parallel work on Dask.")
-flags.DEFINE_integer("batch_size", 8, "Batch size of the reader and of the timed train step.")
-flags.DEFINE_integer("reader_batches", 50, "Batches the reader is timed over (after warm-up).")
-flags.DEFINE_float("train_step_seconds", None,
-                   "Seconds per training step to compare against, e.g. from a "
-                   "train log; unset: time a generator forward+backward here.")
-flags.DEFINE_integer("train_steps", 3, "Generator steps timed (after one warm-up step).")
-flags.DEFINE_bool("quick", False,
-                  "Smoke run: 2 copies, 60 masks, 128 crops, batch 2, 10 reader "
-                  "batches, 1 train step.")
-FLAGS = flags.FLAGS
+from lbam_tf import cli  # noqa: E402
+
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """What to time; the flags of the same names."""
+  images: str = cli.option("examples/images/*.jpg",
+                           "Glob of source photos to copy.")
+  copies: int = cli.option(
+      40, "Copies of each source photo (distinct keys, so distinct crops).")
+  num_masks: int = cli.option(3000, "Masks the mask-only job draws.")
+  crop_size: int = cli.option(
+      256, "Crop and mask size of the job, the reader and the train step.")
+  crops_per_image: int = cli.option(4, "Crops per source image in the job.")
+  workers: tuple = cli.option(
+      ("1", "2"), "Worker counts to time: DirectRunner worker processes "
+      "(multi_processing), and Dask worker processes.")
+  runner: str = cli.option(
+      "direct", "direct: the DirectRunner only; dask: also Beam's DaskRunner "
+      "on a local dask.distributed cluster.", choices=("direct", "dask"))
+  dask_partitions: int = cli.option(
+      8, "--dask_npartitions of the Dask jobs: bags per Create, the unit of "
+      "parallel work on Dask.")
+  batch_size: int = cli.option(
+      8, "Batch size of the reader and of the timed train step.")
+  reader_batches: int = cli.option(
+      50, "Batches the reader is timed over (after warm-up).")
+  train_step_seconds: float | None = cli.option(
+      None, "Seconds per training step to compare against, e.g. from a "
+      "train log; unset: time a generator forward+backward here.")
+  train_steps: int = cli.option(
+      3, "Generator steps timed (after one warm-up step).")
+  quick: bool = cli.option(
+      False, "Smoke run: 2 copies, 60 masks, 128 crops, batch 2, 10 reader "
+      "batches, 1 train step.")
 
 
 def _copy_images(pattern, copies, folder):
@@ -101,14 +104,14 @@ def _start_dask(workers):
   return cluster, time.perf_counter() - start
 
 
-def _dask_args(cluster):
+def _dask_args(cluster, partitions):
   return ["--runner=apache_beam.runners.dask.dask_runner.DaskRunner",
           f"--dask_client_address={cluster.scheduler_address}",
-          f"--dask_npartitions={FLAGS.dask_partitions}"]
+          f"--dask_npartitions={partitions}"]
 
 
 def _time_runner(name, args, root, folder, num_images, num_masks, crop, load,
-                 warm_up=False):
+                 crops_per_image, warm_up=False):
   """(images/s, masks/s, both without the start-up) of one runner setting.
 
   warm_up: run the six-mask job once first, untimed in the rates (a Dask
@@ -118,7 +121,7 @@ def _time_runner(name, args, root, folder, num_images, num_masks, crop, load,
   image_config = preprocess.Config(
       output_dir=os.path.join(root, f"images_{tag}"),
       input_pattern=os.path.join(folder, "*"), load_size=load, crop_size=crop,
-      crops_per_image=FLAGS.crops_per_image, num_masks=0, num_shards=4)
+      crops_per_image=crops_per_image, num_masks=0, num_shards=4)
   mask_config = preprocess.Config(
       output_dir=os.path.join(root, f"masks_{tag}"), crop_size=crop,
       load_size=load, num_masks=num_masks, num_shards=4)
@@ -136,7 +139,7 @@ def _time_runner(name, args, root, folder, num_images, num_masks, crop, load,
            _rate(num_images, image_seconds - overhead),
            _rate(num_masks, mask_seconds - overhead))
   print(f"{name}, {crop}px: {rates[0]:.1f} images/s ({num_images} images x "
-        f"{FLAGS.crops_per_image} crops in {image_seconds:.1f} s), "
+        f"{crops_per_image} crops in {image_seconds:.1f} s), "
         f"{rates[1]:.1f} masks/s ({num_masks} masks in {mask_seconds:.1f} s); "
         f"without the {overhead:.1f} s job start-up: {_text(rates[2])} "
         f"images/s, {_text(rates[3])} masks/s")
@@ -204,36 +207,39 @@ def _time_train_step(crop_size, batch_size, steps):
 
 def main(argv):
   del argv
-  if FLAGS.quick:
+  config = cli.from_flags(Config)
+  if config.quick:
     copies, num_masks, crop, batch, batches, steps = 2, 60, 128, 2, 10, 1
   else:
-    copies, num_masks, crop = FLAGS.copies, FLAGS.num_masks, FLAGS.crop_size
-    batch, batches, steps = FLAGS.batch_size, FLAGS.reader_batches, FLAGS.train_steps
-  workers = [int(w) for w in FLAGS.workers]
+    copies, num_masks, crop = config.copies, config.num_masks, config.crop_size
+    batch, batches, steps = config.batch_size, config.reader_batches, config.train_steps
+  workers = [int(w) for w in config.workers]
   root = tempfile.mkdtemp(prefix="pipeline_bench_")
   try:
     folder = os.path.join(root, "images")
     os.makedirs(folder)
-    num_images = _copy_images(FLAGS.images, copies, folder)
+    num_images = _copy_images(config.images, copies, folder)
     load = max(crop, int(round(crop * 350 / 256)))
 
     rates = {}
     for count in workers:
       rates[count] = _time_runner(
           f"direct {count} worker(s)", _direct_args(count), root, folder,
-          num_images, num_masks, crop, load)
+          num_images, num_masks, crop, load, config.crops_per_image)
     first, last = workers[0], workers[-1]
     if first != last:
       _print_scaling("DirectRunner", first, last, rates)
-    if FLAGS.runner == "dask":
+    if config.runner == "dask":
       dask_rates = {}
       for count in workers:
         cluster, seconds = _start_dask(count)
         try:
           print(f"dask cluster of {count} worker(s) started in {seconds:.1f} s")
           dask_rates[count] = _time_runner(
-              f"dask {count} worker(s)", _dask_args(cluster), root, folder,
-              num_images, num_masks, crop, load, warm_up=True)
+              f"dask {count} worker(s)",
+              _dask_args(cluster, config.dask_partitions), root, folder,
+              num_images, num_masks, crop, load, config.crops_per_image,
+              warm_up=True)
         finally:
           cluster.close()
       if first != last:
@@ -251,8 +257,8 @@ def main(argv):
                os.path.join(data_dir, "masks"))
     reader_rate = _time_reader(data_dir, crop, batch, batches)
     print(f"reader: {reader_rate:.1f} images/s (batch {batch}, {crop}px, training mode)")
-    if FLAGS.train_step_seconds:
-      step_seconds, origin = FLAGS.train_step_seconds, "--train_step_seconds"
+    if config.train_step_seconds:
+      step_seconds, origin = config.train_step_seconds, "--train_step_seconds"
     else:
       step_seconds = _time_train_step(crop, batch, steps)
       origin = "generator forward+backward measured here"
@@ -267,4 +273,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  cli.define_flags(Config)
   app.run(main)

@@ -5,27 +5,19 @@ server in one run, their outputs compared, and the signature's overhead.
     python -m bench.serving --quick    # smoke run: 128, 1 and 2 clients
     python -m bench.serving --weights out/model --output_json b.json
 
-The same weights (`--weights`, or random weights scaled like a trained
-model's, `tests/torch_reference.random_state_dict`) are exported once per
-`--precisions` to a temporary folder; speed does not depend on the weights,
-the bfloat16 error does a little. Each export is served by
-`serving.local_server` in a subprocess on a free loopback port, stopped at
-the end whatever happens. Each client sends one image per request, one
-request after another; latency is the client's wall time per request.
-
-The requests carry the bundled example photos (examples/images), resized to
-the size, with a centred square hole. Every photo is then inpainted once by
-each export, and each export's PNGs are compared with the first one's
-(float32) by PSNR over the hole pixels (the known pixels are copied from the
-input by both, so a whole-image PSNR would be inflated).
-
-The overhead part runs in this process: `serving_default` on one encoded PNG
-and mask (decode, checks, pad, generator, crop, composite, PNG encode) against
-the generator alone on float tensors of the same size, both as graphs, and
-the difference is the price of the signature's extra work.
+The same weights (`--weights`, or random ones scaled like a trained model's)
+are exported once per `--precisions` and each export is served by
+`serving.local_server` in a subprocess on a free loopback port. Clients send
+one example photo (resized, a centred square hole) per request, one request
+after another: latency p50/p99 and images/s per setting. Each export's PNGs
+are compared with the first one's by PSNR over the hole pixels. In this
+process, `serving_default` on one PNG is timed against the bare generator on
+float tensors: the signature's overhead. README.md ("Benchmark") and
+BUILD_NOTES.md have the figures.
 """
 
 import concurrent.futures
+import dataclasses
 import json
 import os
 import sys
@@ -38,12 +30,12 @@ _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.append(os.path.join(_REPO, "tests"))  # the random trained-like weights
 
 from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench import timing  # noqa: E402
+from lbam_tf import cli  # noqa: E402
 from lbam_tf.inference import signatures  # noqa: E402
 from lbam_tf.weights import model_io  # noqa: E402
 from lbam_tf.weights import reference_names  # noqa: E402
@@ -51,23 +43,34 @@ from serving import client as client_lib  # noqa: E402
 from serving import export  # noqa: E402
 from serving import processes
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("weights", None,
-                    "Generator weights (anything serving.export --weights "
-                    "takes); default: random weights scaled like a trained "
-                    "model's.")
-flags.DEFINE_list("precisions", list(model_io.PRECISION_POLICIES),
-                  "Exports to compare, as serving.export --precision; the "
-                  "first is the reference of the PSNR and the speed-ups.")
-flags.DEFINE_list("sizes", ["256", "512"], "Square image sizes.")
-flags.DEFINE_list("clients", ["1", "4"], "Concurrent client counts.")
-flags.DEFINE_integer("requests", 8, "Requests per client per setting.")
-flags.DEFINE_integer("repeats", 5,
-                     "Timed runs per size for the overhead measurement.")
-flags.DEFINE_bool("quick", False,
-                  "Smoke run: size 128, 1 and 2 clients, 2 requests, 2 "
-                  "repeats (overrides the flags above).")
-flags.DEFINE_string("output_json", None, "Also write the figures here.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """What to measure; the flags of the same names."""
+  weights: str | None = cli.option(
+      None, "Generator weights (anything serving.export --weights takes); "
+      "default: random weights scaled like a trained model's.")
+  precisions: tuple = cli.option(
+      tuple(model_io.PRECISION_POLICIES), "Exports to compare, as "
+      "serving.export --precision; the first is the reference of the PSNR "
+      "and the speed-ups.")
+  sizes: tuple = cli.option(("256", "512"), "Square image sizes.")
+  clients: tuple = cli.option(("1", "4"), "Concurrent client counts.")
+  requests: int = cli.option(8, "Requests per client per setting.")
+  repeats: int = cli.option(
+      5, "Timed runs per size for the overhead measurement.")
+  quick: bool = cli.option(
+      False, "Smoke run: size 128, 1 and 2 clients, 2 requests, 2 repeats "
+      "(overrides the flags above).")
+  output_json: str | None = cli.option(None, "Also write the figures here.")
+
+  def check(self):
+    """Raises ValueError naming the bad value."""
+    for precision in self.precisions:
+      if precision not in model_io.PRECISION_POLICIES:
+        raise ValueError(f"--precisions {precision} is not one of "
+                         f"{sorted(model_io.PRECISION_POLICIES)}")
 
 
 def photos(size):
@@ -150,9 +153,9 @@ def overhead(generator, signature, size, repeats):
           "overhead_percent": 100 * (signature_s - bare_s) / bare_s}
 
 
-def load_weights():
-  if FLAGS.weights:
-    return model_io.load_generator(FLAGS.weights)
+def load_weights(weights):
+  if weights:
+    return model_io.load_generator(weights)
   import torch_reference  # pylint: disable=g-import-not-at-top
   return reference_names.generator_from_torch_state_dict(
       torch_reference.random_state_dict(torch_reference.Generator("head"),
@@ -161,23 +164,20 @@ def load_weights():
 
 def main(argv):
   del argv
-  sizes = [int(s) for s in FLAGS.sizes]
-  clients = [int(c) for c in FLAGS.clients]
-  requests, repeats = FLAGS.requests, FLAGS.repeats
-  if FLAGS.quick:
+  config = cli.from_flags(Config)
+  sizes = [int(s) for s in config.sizes]
+  clients = [int(c) for c in config.clients]
+  requests, repeats = config.requests, config.repeats
+  if config.quick:
     sizes, clients, requests, repeats = [128], [1, 2], 2, 2
-  precisions = FLAGS.precisions
-  for precision in precisions:
-    if precision not in model_io.PRECISION_POLICIES:
-      raise app.UsageError(f"--precisions {precision} is not one of "
-                           f"{sorted(model_io.PRECISION_POLICIES)}")
+  precisions = config.precisions
   # Shared cores inflate every figure, and bfloat16 is fast only with
   # AVX512_BF16 / AMX: both are printed beside the figures.
   print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; "
         f"CPU bfloat16 support: {timing.cpu_bfloat16_flags() or 'none'}",
         flush=True)
 
-  generator = load_weights()
+  generator = load_weights(config.weights)
   results = {"device": "cpu" if not tf.config.list_physical_devices("GPU")
              else "gpu", "cpu_bfloat16_flags": timing.cpu_bfloat16_flags(),
              "rest": [], "psnr": [], "overhead": []}
@@ -236,10 +236,11 @@ def main(argv):
               f"{row['bare_model_ms']:.0f} ms, overhead "
               f"{row['overhead_ms']:.0f} ms ({row['overhead_percent']:.1f}%)",
               flush=True)
-  if FLAGS.output_json:
-    with open(FLAGS.output_json, "w") as f:
+  if config.output_json:
+    with open(config.output_json, "w") as f:
       json.dump(results, f, indent=2)
 
 
 if __name__ == "__main__":
+  cli.define_flags(Config)
   app.run(main)

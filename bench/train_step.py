@@ -11,6 +11,7 @@ matmul rate in that precision, and the ratio measured / (FLOPs / rate): how
 many times slower the step runs than its arithmetic at matmul speed would.
 """
 
+import dataclasses
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -19,24 +20,31 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import app  # noqa: E402
 
 from bench import timing  # noqa: E402
+from lbam_tf import cli  # noqa: E402
 from lbam_tf.model import critic  # noqa: E402
 from lbam_tf.model import generator  # noqa: E402
 from lbam_tf.model import vgg  # noqa: E402
 from lbam_tf.training import gan  # noqa: E402
 from lbam_tf.training import losses  # noqa: E402
 
-FLAGS = flags.FLAGS
-flags.DEFINE_bool("quick", False, "Smoke run: 128 crop, batch 1, fp32, 1 step.")
-flags.DEFINE_integer("batch_size", 4, "Global batch per step.")
-flags.DEFINE_list("crop_sizes", ["256", "128"], "Crop sides to time.")
-flags.DEFINE_list("precisions", ["float32", "mixed_bfloat16"],
-                  "Keras dtype policies to time.")
-flags.DEFINE_integer("threads", 2, "TF intra- and inter-op threads.")
-flags.DEFINE_integer("steps", 3, "Timed steps after one warm-up step (median).")
-flags.DEFINE_integer("matmul_size", 2048, "Side of the square matmul timed.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """What to time; the flags of the same names."""
+  quick: bool = cli.option(
+      False, "Smoke run: 128 crop, batch 1, fp32, 1 step.")
+  batch_size: int = cli.option(4, "Global batch per step.")
+  crop_sizes: tuple = cli.option(("256", "128"), "Crop sides to time.")
+  precisions: tuple = cli.option(("float32", "mixed_bfloat16"),
+                                 "Keras dtype policies to time.")
+  threads: int = cli.option(2, "TF intra- and inter-op threads.")
+  steps: int = cli.option(
+      3, "Timed steps after one warm-up step (median).")
+  matmul_size: int = cli.option(2048, "Side of the square matmul timed.")
 
 
 def time_step(crop, batch_size, policy, steps):
@@ -64,19 +72,20 @@ def time_step(crop, batch_size, policy, steps):
 
 def main(argv):
   del argv
-  tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
-  tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
-  if FLAGS.quick:
+  config = cli.from_flags(Config)
+  tf.config.threading.set_intra_op_parallelism_threads(config.threads)
+  tf.config.threading.set_inter_op_parallelism_threads(config.threads)
+  if config.quick:
     crops, precisions, batch, steps, size = [128], ["float32"], 1, 1, 512
   else:
-    crops = [int(c) for c in FLAGS.crop_sizes]
-    precisions, batch, steps = FLAGS.precisions, FLAGS.batch_size, FLAGS.steps
-    size = FLAGS.matmul_size
+    crops = [int(c) for c in config.crop_sizes]
+    precisions, batch, steps = config.precisions, config.batch_size, config.steps
+    size = config.matmul_size
   rates = {p: timing.matmul_gflops(
                 tf.bfloat16 if "bfloat16" in p else tf.float32, size, 5)
            for p in precisions}
   rate_text = ", ".join(f"{p} {r:.1f} GFLOP/s" for p, r in rates.items())
-  print(f"{FLAGS.threads} threads, batch {batch}; matmul {size}^2: {rate_text}")
+  print(f"{config.threads} threads, batch {batch}; matmul {size}^2: {rate_text}")
   print(f"{'crop':>5} {'precision':>15} {'s/step':>8} {'GFLOP/step':>11} "
         f"{'limit s':>8} {'ratio':>6}")
   for crop in crops:
@@ -88,4 +97,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  cli.define_flags(Config)
   app.run(main)

@@ -21,7 +21,6 @@ import os
 
 import numpy as np
 from absl import app
-from absl import flags
 
 from lbam_tf import cli
 from lbam_tf.model import generator as generator_lib
@@ -32,10 +31,24 @@ from lbam_tf.weights import reference_names
 @dataclasses.dataclass
 class Config:
   """One conversion, as plain values (the flags, or a test's choice)."""
-  input: str | None = None
-  output: str | None = None
-  to_reference: bool = False
-  ablation: str | None = None
+  input: str | None = cli.option(
+      None, "Reference checkpoint to convert: a .pth written by torch.save "
+      "(read without PyTorch) or an .npz of the same tensors, e.g. the "
+      "authors' LBAM_G_500.pth. With --to_reference: any model "
+      "lbam_tf.weights.model_io loads (a training model_dir, .weights.h5, "
+      ".keras).", required=True)
+  output: str | None = cli.option(
+      None, "Where to write: a .weights.h5 file (a config.json with the "
+      "detected variant and ablation is written beside it), or an .npz of "
+      "reference names with --to_reference.", required=True)
+  to_reference: bool = cli.option(
+      False, "Convert the other way: Keras weights -> .npz of the "
+      "reference's PyTorch names and layouts (load it in PyTorch with "
+      "{k: torch.from_numpy(v) for k, v in np.load(path).items()}).")
+  ablation: str | None = cli.option(
+      None, "Override the ablation detected from the keys; needed only for "
+      "the 'sigmoid', 'leaky_relu' and 'relu' ablations, whose weights look "
+      "the same.", choices=generator_lib.ABLATIONS)
 
   def check(self):
     """Raises ValueError naming the bad value and what to do instead."""
@@ -77,40 +90,10 @@ def run(config):
           f"{os.path.join(directory, model_io.CONFIG_NAME)} ({options})")
 
 
-_DEFAULT = cli.defaults(Config)
-
-
-def define_flags():
-  """Declared only when run as a program: other entry points have flags of
-  the same names."""
-  flags.DEFINE_string(
-      "input", _DEFAULT["input"],
-      "Reference checkpoint to convert: a .pth written by torch.save (read "
-      "without PyTorch) or an .npz of the same tensors, e.g. the authors' "
-      "LBAM_G_500.pth. With --to_reference: any model lbam_tf.weights.model_io loads "
-      "(a training model_dir, .weights.h5, .keras).")
-  flags.DEFINE_string(
-      "output", _DEFAULT["output"],
-      "Where to write: a .weights.h5 file (a config.json with the detected "
-      "variant and ablation is written beside it), or an .npz of reference "
-      "names with --to_reference.")
-  flags.DEFINE_bool(
-      "to_reference", _DEFAULT["to_reference"],
-      "Convert the other way: Keras weights -> .npz of the reference's "
-      "PyTorch names and layouts (load it in PyTorch with "
-      "{k: torch.from_numpy(v) for k, v in np.load(path).items()}).")
-  flags.DEFINE_enum(
-      "ablation", _DEFAULT["ablation"], generator_lib.ABLATIONS,
-      "Override the ablation detected from the keys; needed only for the "
-      "'sigmoid', 'leaky_relu' and 'relu' ablations, whose weights look the "
-      "same.")
-  flags.mark_flags_as_required(["input", "output"])
-
-
 def main(argv):
   return cli.run_flags(Config, run, argv)
 
 
 if __name__ == "__main__":
-  define_flags()
+  cli.define_flags(Config)
   app.run(main)

@@ -15,24 +15,31 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
 
 from lbam_tf import cli  # noqa: E402
 from lbam_tf.images import files as image_files  # noqa: E402
-from lbam_tf.images import polarity as polarity_rule
+from lbam_tf.images import polarity as polarity_rule  # noqa: E402
 from lbam_tf.inference import module as inference  # noqa: E402
 
 
 @dataclasses.dataclass
-class Config:
-  """One run of the command line, as plain values (the flags, or a test's)."""
-  model: str | None = None
-  image: str | None = None
-  mask: str | None = None
-  output: str | None = None
-  mask_polarity: str = "white"
-  batch_size: int = 4
-  max_pixels: int = inference.DEFAULT_MAX_PIXELS
+class Config(image_files.FileOptions):
+  """One run of the command line, as plain values (the flags, or a test's):
+  --image, --mask, --output and these."""
+  model: str | None = cli.option(
+      None, "What to run: a training model_dir, a .weights.h5 / .keras / "
+      ".pth / .npz file, or a SavedModel export folder "
+      "(<model_base_path>/<version>).", required=True)
+  mask_polarity: str = cli.option(
+      "white", "Which colour marks the holes in the mask files: white (the "
+      "reference code's masks) or black (NVIDIA's zip).",
+      choices=polarity_rule.POLARITIES)
+  batch_size: int = cli.option(
+      4, "Images per generator call in folder mode; images of different "
+      "sizes in one batch run one by one.")
+  max_pixels: int = cli.option(
+      inference.DEFAULT_MAX_PIXELS, "Largest height*width accepted; bigger "
+      "images are reported and skipped.")
 
   def check(self):
     """Raises ValueError naming the bad value and what to do instead."""
@@ -56,37 +63,10 @@ def run(config):
   return image_files.report(written, problems + failures)
 
 
-_DEFAULT = cli.defaults(Config)
-
-
-def define_flags():
-  """Defines the CLI's flags, only when run as a program.
-
-  serving.export, serving.local_server and lbam_tf.evaluate import this module
-  and define flags of their own (serving.export a --max_pixels too).
-  """
-  flags.DEFINE_string(
-      "model", _DEFAULT["model"],
-      "What to run: a training model_dir, a .weights.h5 / .keras / .pth / .npz "
-      "file, or a SavedModel export folder (<model_base_path>/<version>).")
-  image_files.define_flags()
-  flags.DEFINE_enum("mask_polarity", _DEFAULT["mask_polarity"],
-                    list(polarity_rule.POLARITIES),
-                    "Which colour marks the holes in the mask files: white "
-                    "(the reference code's masks) or black (NVIDIA's zip).")
-  flags.DEFINE_integer("batch_size", _DEFAULT["batch_size"],
-                       "Images per generator call in folder mode; images of "
-                       "different sizes in one batch run one by one.")
-  flags.DEFINE_integer("max_pixels", _DEFAULT["max_pixels"],
-                       "Largest height*width accepted; bigger images are "
-                       "reported and skipped.")
-  flags.mark_flag_as_required("model")
-
-
 def main(argv):
   return cli.run_flags(Config, run)
 
 
 if __name__ == "__main__":
-  define_flags()
+  cli.define_flags(Config)
   app.run(main)

@@ -1,31 +1,20 @@
 r"""Beam job: image crops and hole masks into sharded, gzipped TFRecords.
 
-Reads images (a file glob or a TFDS dataset), decodes them robustly, resizes the
-short side to --load_size, takes --crops_per_image random --crop_size crops
-(determined by --seed and the image's key), splits train/val/test by a hash of
-the key, and writes OUTPUT/images/{split}-SSSSS-of-NNNNN.tfrecord.gz. Draws
---num_masks masks (60 % random-shape, 40 % PConv-style irregular; the test
-split stratified into hole-ratio bins) and/or ingests --mask_dir, writing
-OUTPUT/masks/{train,test}-*.tfrecord.gz. Files that cannot be used go to
-OUTPUT/rejected.jsonl and to Beam counters; OUTPUT/manifest.json sums it up.
-lbam_tf.data.records reads the result; its docstring is the schema.
-
-Runs on the DirectRunner by default. Any other argument is a Beam pipeline
-option and passes through unchanged, written with '=':
+Reads images (a file glob or a TFDS dataset), takes --crops_per_image random
+--crop_size crops of each (resized to --load_size; placed by --seed and the
+image's key), splits train/val/test by a hash of the key and writes
+OUTPUT/images/; draws --num_masks masks and/or ingests --mask_dir into
+OUTPUT/masks/; unusable files go to OUTPUT/rejected.jsonl, the counts to
+OUTPUT/manifest.json. lbam_tf.data.records reads the result (its docstring is
+the schema). Any other argument is a Beam pipeline option, written with '=':
 
   python -m pipeline.preprocess --input_pattern='examples/images/*.jpg' \
       --output_dir=out/data --num_masks=600
   python -m pipeline.preprocess ... --direct_num_workers=2 \
       --direct_running_mode=multi_processing
-  python -m pipeline.preprocess ... --dask_npartitions=8 \
-      --runner=apache_beam.runners.dask.dask_runner.DaskRunner \
-      --dask_client_address=tcp://SCHEDULER:8786
-  python -m pipeline.preprocess ... --runner=DataflowRunner --project=P \
-      --region=R --temp_location=gs://B/tmp --sdk_container_image=IMAGE
 
-(on Dataflow, IMAGE is a container with this repository and requirements.txt
-installed, so workers can import lbam_tf and pipeline; Dask workers need the
-same). The job uses only what every runner supports (see build()).
+DirectRunner by default; Dask, Dataflow and the job's limits: README.md,
+"Data pipeline". The job uses only what every runner supports (see build()).
 """
 
 import dataclasses
@@ -38,10 +27,11 @@ from absl import app, flags  # noqa: E402
 import apache_beam as beam  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
+from lbam_tf import cli  # noqa: E402
 from lbam_tf.data import masks  # noqa: E402
 from lbam_tf.data import records  # noqa: E402
 from lbam_tf.images import decode  # noqa: E402
-from lbam_tf.images import polarity as polarity_rule
+from lbam_tf.images import polarity as polarity_rule  # noqa: E402
 from pipeline import outcomes as outcomes_lib  # noqa: E402
 from pipeline import shards  # noqa: E402
 from pipeline import sources  # noqa: E402
@@ -54,28 +44,69 @@ MASK_DIR_SPLITS = ("hash", "train", "test")
 @dataclasses.dataclass(frozen=True)
 class Config:
   """Everything the job does, as plain values (the flags, or a test's choice)."""
-  output_dir: str
-  input_pattern: str | None = None
-  tfds_name: str | None = None
-  tfds_split: str = "train"
-  tfds_data_dir: str | None = None
-  tfds_image_key: str = "image"
-  tfds_readers: int = 8
-  load_size: int = 350
-  crop_size: int = 256
-  crops_per_image: int = 1
-  seed: int = 0
-  val_fraction: float = 0.1
-  test_fraction: float = 0.1
-  num_shards: int = 4
-  small_images: str = "upscale"
-  max_pixels: int = decode.DEFAULT_MAX_PIXELS
-  num_masks: int = 30000
-  random_shape_fraction: float = 0.6
-  mask_test_fraction: float = 0.2
-  mask_dir: str | None = None
-  mask_polarity: str | None = None
-  mask_dir_split: str = "hash"
+  output_dir: str = cli.option(
+      help="Where images/, masks/, manifest.json and rejected.jsonl go.")
+  input_pattern: str | None = cli.option(
+      None, "Glob of image files, local or on any filesystem Beam reads "
+      "(gs://, s3://, hdfs://); quote it. Keys are paths relative to the "
+      "glob's folder. Or use --tfds_name.")
+  tfds_name: str | None = cli.option(
+      None, "TFDS dataset to read instead of --input_pattern, e.g. "
+      "places365_small; it must already be downloaded into "
+      "--tfds_data_dir.")
+  tfds_split: str = cli.option(
+      "train", "TFDS split to read, e.g. train or train[:10%].")
+  tfds_data_dir: str | None = cli.option(
+      None, "TFDS data_dir (default: TFDS's own, ~/tensorflow_datasets).")
+  tfds_image_key: str = cli.option(
+      "image", "Feature of the TFDS examples that holds the image.")
+  tfds_readers: int = cli.option(
+      8, "Parts the TFDS split is cut into, read in parallel.")
+  load_size: int = cli.option(
+      350, "Images are resized so their short side is this many pixels.")
+  crop_size: int = cli.option(
+      256, "Side of the square crops and of the masks. Must be <= "
+      "--load_size; training may crop smaller again.")
+  crops_per_image: int = cli.option(
+      1, "Random crops per image, placed by --seed and the image's key.")
+  seed: int = cli.option(
+      0, "Seed of crop positions and generated masks; same seed, same "
+      "files.")
+  val_fraction: float = cli.option(
+      0.1, "Share of source images in the val split (by hash of the key).")
+  test_fraction: float = cli.option(
+      0.1, "Share of source images in the test split (by hash of the key).")
+  num_shards: int = cli.option(
+      4, "Files per split for images and for masks. A shard is assembled in "
+      "one worker's memory: raise it for big data.")
+  small_images: str = cli.option(
+      "upscale", "Images with a side below --crop_size: upscale them, or "
+      "reject them into rejected.jsonl.", choices=SMALL_IMAGE_POLICIES)
+  max_pixels: int = cli.option(
+      decode.DEFAULT_MAX_PIXELS, "Images (and masks) with more pixels than "
+      "this are rejected as decompression bombs before decoding, and files "
+      "over 8 bytes per such pixel + 64 MiB before reading. Decoding takes "
+      "up to ~18 bytes per pixel.")
+  num_masks: int = cli.option(
+      30000, "Masks to generate (0: none, e.g. with --mask_dir only). Use a "
+      "few hundred for a demo.")
+  random_shape_fraction: float = cli.option(
+      0.6, "Share of generated masks that are random-shape (brush strokes, "
+      "boxes); the rest are PConv-style irregular.")
+  mask_test_fraction: float = cli.option(
+      0.2, "Share of masks in the test split; generated test masks are "
+      "rounded to equal counts in the six hole-ratio bins.")
+  mask_dir: str | None = cli.option(
+      None, "Folder (or glob) of existing mask files to ingest, e.g. "
+      "NVIDIA's irregular masks; needs --mask_polarity.")
+  mask_polarity: str | None = cli.option(
+      None, "Which colour marks holes in --mask_dir files: white or black "
+      "(NVIDIA's zip: black). Required with --mask_dir.",
+      choices=polarity_rule.POLARITIES)
+  mask_dir_split: str = cli.option(
+      "hash", "Split of ingested masks: by hash of the file key (with "
+      "--mask_test_fraction), or all train, or all test.",
+      choices=MASK_DIR_SPLITS)
 
   def check(self):
     """Raises ValueError naming the bad value and what to do instead."""
@@ -230,77 +261,6 @@ def counters(result):
 
 # The command line.
 
-_DEFAULT = {field.name: field.default for field in dataclasses.fields(Config)}
-
-
-def define_flags():
-  """Declares the command line; only when run as a program, so that importing
-  this module (tests, benchmarks) cannot clash with other modules' flags.
-
-  Defaults are Config's, so the command line and a Config built in code
-  agree."""
-  flags.DEFINE_string("input_pattern", _DEFAULT["input_pattern"],
-                      "Glob of image files, local or on any filesystem Beam reads "
-                      "(gs://, s3://, hdfs://); quote it. Keys are paths relative "
-                      "to the glob's folder. Or use --tfds_name.")
-  flags.DEFINE_string("tfds_name", _DEFAULT["tfds_name"],
-                      "TFDS dataset to read instead of --input_pattern, e.g. "
-                      "places365_small; it must already be downloaded into "
-                      "--tfds_data_dir.")
-  flags.DEFINE_string("tfds_split", _DEFAULT["tfds_split"],
-                      "TFDS split to read, e.g. train or train[:10%].")
-  flags.DEFINE_string("tfds_data_dir", _DEFAULT["tfds_data_dir"],
-                      "TFDS data_dir (default: TFDS's own, ~/tensorflow_datasets).")
-  flags.DEFINE_string("tfds_image_key", _DEFAULT["tfds_image_key"],
-                      "Feature of the TFDS examples that holds the image.")
-  flags.DEFINE_integer("tfds_readers", _DEFAULT["tfds_readers"],
-                       "Parts the TFDS split is cut into, read in parallel.")
-  flags.DEFINE_string("output_dir", None,
-                      "Where images/, masks/, manifest.json and rejected.jsonl go.")
-  flags.DEFINE_integer("load_size", _DEFAULT["load_size"],
-                       "Images are resized so their short side is this many pixels.")
-  flags.DEFINE_integer("crop_size", _DEFAULT["crop_size"],
-                       "Side of the square crops and of the masks. Must be <= "
-                       "--load_size; training may crop smaller again.")
-  flags.DEFINE_integer("crops_per_image", _DEFAULT["crops_per_image"],
-                       "Random crops per image, placed by --seed and the image's key.")
-  flags.DEFINE_integer("seed", _DEFAULT["seed"],
-                       "Seed of crop positions and generated masks; same seed, same files.")
-  flags.DEFINE_float("val_fraction", _DEFAULT["val_fraction"],
-                     "Share of source images in the val split (by hash of the key).")
-  flags.DEFINE_float("test_fraction", _DEFAULT["test_fraction"],
-                     "Share of source images in the test split (by hash of the key).")
-  flags.DEFINE_integer("num_shards", _DEFAULT["num_shards"],
-                       "Files per split for images and for masks. A shard is "
-                       "assembled in one worker's memory: raise it for big data.")
-  flags.DEFINE_enum("small_images", _DEFAULT["small_images"], SMALL_IMAGE_POLICIES,
-                    "Images with a side below --crop_size: upscale them, or "
-                    "reject them into rejected.jsonl.")
-  flags.DEFINE_integer("max_pixels", _DEFAULT["max_pixels"],
-                       "Images (and masks) with more pixels than this are "
-                       "rejected as decompression bombs before decoding, and "
-                       "files over 8 bytes per such pixel + 64 MiB before "
-                       "reading. Decoding takes up to ~18 bytes per pixel.")
-  flags.DEFINE_integer("num_masks", _DEFAULT["num_masks"],
-                       "Masks to generate (0: none, e.g. with --mask_dir only). "
-                       "Use a few hundred for a demo.")
-  flags.DEFINE_float("random_shape_fraction", _DEFAULT["random_shape_fraction"],
-                     "Share of generated masks that are random-shape (brush "
-                     "strokes, boxes); the rest are PConv-style irregular.")
-  flags.DEFINE_float("mask_test_fraction", _DEFAULT["mask_test_fraction"],
-                     "Share of masks in the test split; generated test masks are "
-                     "rounded to equal counts in the six hole-ratio bins.")
-  flags.DEFINE_string("mask_dir", _DEFAULT["mask_dir"],
-                      "Folder (or glob) of existing mask files to ingest, e.g. "
-                      "NVIDIA's irregular masks; needs --mask_polarity.")
-  flags.DEFINE_enum("mask_polarity", _DEFAULT["mask_polarity"], list(polarity_rule.POLARITIES),
-                    "Which colour marks holes in --mask_dir files: white or "
-                    "black (NVIDIA's zip: black). Required with --mask_dir.")
-  flags.DEFINE_enum("mask_dir_split", _DEFAULT["mask_dir_split"], MASK_DIR_SPLITS,
-                    "Split of ingested masks: by hash of the file key (with "
-                    "--mask_test_fraction), or all train, or all test.")
-  flags.mark_flag_as_required("output_dir")
-
 FLAGS = flags.FLAGS
 
 
@@ -311,12 +271,7 @@ def _parse(argv):
 
 def main(argv):
   logging.getLogger().setLevel(logging.INFO)
-  config = Config(**{field.name: FLAGS[field.name].value
-                     for field in dataclasses.fields(Config)})
-  try:
-    config.check()
-  except ValueError as e:
-    raise app.UsageError(str(e)) from None
+  config = cli.from_flags(Config)
   result = run(config, argv[1:])
   totals = counters(result)
   if totals is None:
@@ -327,5 +282,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  define_flags()
+  cli.define_flags(Config)
   app.run(main, flags_parser=_parse)

@@ -127,7 +127,7 @@ class _ReadFile(beam.DoFn):
     yield kept((key_for(metadata.path, self._base), path, payload))
 
 
-class _ReadTfds(beam.DoFn):
+class ReadTfds(beam.DoFn):
   """Reads one part of a TFDS split as kept (tfds_id, tfds_id, encoded image
   bytes) outcomes."""
 

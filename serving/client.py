@@ -23,7 +23,6 @@ import urllib.error
 import urllib.request
 
 from absl import app
-from absl import flags
 
 from lbam_tf import cli
 from lbam_tf.images import files as image_files
@@ -166,17 +165,21 @@ def inpaint_files(client, jobs, batch_size=4, polarity="white", progress=True):
 
 
 @dataclasses.dataclass
-class Config:
-  """One run of the command line, as plain values (the flags, or a test's)."""
-  image: str | None = None
-  mask: str | None = None
-  output: str | None = None
-  protocol: str = "rest"
-  server: str | None = None
-  model_name: str = "lbam"
-  mask_polarity: str = "white"
-  batch_size: int = 4
-  timeout: int = 300
+class Config(image_files.FileOptions):
+  """One run of the command line, as plain values (the flags, or a test's):
+  --image, --mask, --output and these."""
+  protocol: str = cli.option(
+      "rest", "rest: TF Serving or serving.local_server; grpc: TF Serving "
+      "only, needs tensorflow-serving-api.", choices=PROTOCOLS)
+  server: str | None = cli.option(
+      None, "REST base URL (default http://127.0.0.1:8501) or gRPC "
+      "host:port (default localhost:8500).")
+  model_name: str = cli.option("lbam", "The served model's name.")
+  mask_polarity: str = cli.option(
+      "white", "Which colour marks the holes in the mask files.",
+      choices=polarity_rule.POLARITIES)
+  batch_size: int = cli.option(4, "Images per request.")
+  timeout: int = cli.option(300, "Seconds to wait for one request.")
 
   def check(self):
     """Raises ValueError naming the bad value and what to do instead."""
@@ -212,37 +215,10 @@ def run(config):
   return image_files.report(written, problems + failures)
 
 
-_DEFAULT = cli.defaults(Config)
-
-
-def define_flags():
-  """Defines the CLI's flags, only when run as a program.
-
-  Other programs (bench/serving.py, tests) import this module and have flags
-  of their own.
-  """
-  image_files.define_flags()
-  flags.DEFINE_enum("protocol", _DEFAULT["protocol"], list(PROTOCOLS),
-                    "rest: TF Serving or serving.local_server; grpc: TF "
-                    "Serving only, needs tensorflow-serving-api.")
-  flags.DEFINE_string("server", _DEFAULT["server"],
-                      "REST base URL (default http://127.0.0.1:8501) or gRPC "
-                      "host:port (default localhost:8500).")
-  flags.DEFINE_string("model_name", _DEFAULT["model_name"],
-                      "The served model's name.")
-  flags.DEFINE_enum("mask_polarity", _DEFAULT["mask_polarity"],
-                    list(polarity_rule.POLARITIES),
-                    "Which colour marks the holes in the mask files.")
-  flags.DEFINE_integer("batch_size", _DEFAULT["batch_size"],
-                       "Images per request.")
-  flags.DEFINE_integer("timeout", _DEFAULT["timeout"],
-                       "Seconds to wait for one request.")
-
-
 def main(argv):
   return cli.run_flags(Config, run)
 
 
 if __name__ == "__main__":
-  define_flags()
+  cli.define_flags(Config)
   app.run(main)

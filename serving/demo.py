@@ -15,7 +15,6 @@ import dataclasses
 import os
 
 from absl import app
-from absl import flags
 import numpy as np
 from PIL import Image
 
@@ -33,14 +32,21 @@ MODES = ("masks", "side_by_side")
 @dataclasses.dataclass
 class Config:
   """One run, as plain values (the flags, or a test's choice)."""
-  mode: str | None = None
-  image_dir: str = "examples/images"
-  mask_dir: str | None = None
-  output_dir: str | None = None
-  side_by_side: str | None = None
-  min_hole: float = 0.1
-  max_hole: float = 0.3
-  seed: int = 0
+  mode: str | None = cli.option(
+      None, "masks: write one mask per image; side_by_side: write input | "
+      "mask | output panels.", choices=MODES, required=True)
+  image_dir: str = cli.option("examples/images", "The sample images.")
+  mask_dir: str | None = cli.option(
+      None, "Where masks are written (masks) or read (side_by_side): "
+      "<stem>.png, white = hole.", required=True)
+  output_dir: str | None = cli.option(
+      None, "side_by_side: the inpainted <stem>.png files.")
+  side_by_side: str | None = cli.option(
+      None, "side_by_side: the PNG with one input | mask | output row per "
+      "image; <stem>.png panels go beside it in a folder of the same name.")
+  min_hole: float = cli.option(0.1, "masks: smallest hole ratio.")
+  max_hole: float = cli.option(0.3, "masks: largest hole ratio.")
+  seed: int = cli.option(0, "masks: seed, combined with the file name.")
 
   def check(self):
     """Raises ValueError naming the bad value and what to do instead."""
@@ -116,38 +122,10 @@ def run(config):
   return f"{count} input | mask | output row(s) in {config.side_by_side}"
 
 
-_DEFAULT = cli.defaults(Config)
-
-
-def define_flags():
-  """Defines the flags; only when run as a program, so importing is free."""
-  flags.DEFINE_enum("mode", _DEFAULT["mode"], list(MODES),
-                    "masks: write one mask per image; side_by_side: write "
-                    "input | mask | output panels.")
-  flags.DEFINE_string("image_dir", _DEFAULT["image_dir"],
-                      "The sample images.")
-  flags.DEFINE_string("mask_dir", _DEFAULT["mask_dir"],
-                      "Where masks are written (masks) or read (side_by_side): "
-                      "<stem>.png, white = hole.")
-  flags.DEFINE_string("output_dir", _DEFAULT["output_dir"],
-                      "side_by_side: the inpainted <stem>.png files.")
-  flags.DEFINE_string("side_by_side", _DEFAULT["side_by_side"],
-                      "side_by_side: the PNG with one input | mask | output row "
-                      "per image; <stem>.png panels go beside it in a folder "
-                      "of the same name.")
-  flags.DEFINE_float("min_hole", _DEFAULT["min_hole"],
-                     "masks: smallest hole ratio.")
-  flags.DEFINE_float("max_hole", _DEFAULT["max_hole"],
-                     "masks: largest hole ratio.")
-  flags.DEFINE_integer("seed", _DEFAULT["seed"],
-                       "masks: seed, combined with the file name.")
-  flags.mark_flags_as_required(["mode", "mask_dir"])
-
-
 def main(argv):
   return cli.run_flags(Config, run)
 
 
 if __name__ == "__main__":
-  define_flags()
+  cli.define_flags(Config)
   app.run(main)

@@ -2,27 +2,16 @@
 
     python -m serving.export --weights runs/paris --export_dir exports/lbam/1
 
-`--weights` is anything `lbam_tf.weights.model_io.load_generator` reads: a training
-model_dir, a `.weights.h5`, a `.keras` file, or the authors' `.pth` / `.npz`.
-The last folder of `--export_dir` is the version number TF Serving serves
-(`<model_base_path>/<version>`).
-
-The signatures are `lbam_tf.inference.module.InpaintModule`'s, in TF Serving's
-`tensorflow/serving/predict` method: `serving_default` (encoded images and
-masks in, PNGs out, any size, known pixels bit-exact) and `inpaint_tensor`
-(float tensors, composited); see `lbam_tf/inference/module.py` for the exact inputs,
-rules and errors.
-
-`--precision bfloat16` rebuilds the generator with bfloat16 weights and
-compute (`model_io.with_dtype_policy`); the signatures' inputs and outputs stay
-as they are. It is the fast path on CPUs with AVX512_BF16 or AMX, where
-oneDNN has bfloat16 kernels; elsewhere TF emulates them and it is slower than
-float32 (`bench/serving.py` compares both).
-
-The export also holds warm-up requests in
-`assets.extra/tf_serving_warmup_requests`, which TF Serving replays before it
-reports the model AVAILABLE, so the first user request does not pay for graph
-optimisation.
+`--weights` is anything `lbam_tf.weights.model_io.load_generator` reads; the
+last folder of `--export_dir` is the version number TF Serving serves
+(`<model_base_path>/<version>`). The signatures are
+`lbam_tf.inference.module.InpaintModule`'s: `serving_default` (encoded images
+and masks in, PNGs out, any size, known pixels bit-exact) and
+`inpaint_tensor` (float tensors, composited). `--precision bfloat16` stores
+and computes the generator in bfloat16 (fast only with AVX512_BF16 or AMX;
+`bench/serving.py` compares). The export holds warm-up requests in
+`assets.extra/tf_serving_warmup_requests`, replayed by TF Serving before the
+model is AVAILABLE. Inputs, limits and errors: README.md, "Export".
 """
 
 import dataclasses
@@ -33,7 +22,6 @@ import uuid
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -259,16 +247,40 @@ def export(generator, export_dir, max_pixels=DEFAULT_MAX_PIXELS,
 @dataclasses.dataclass
 class Config:
   """One export, as plain values (the flags, or a test's choice)."""
-  weights: str | None = None
-  export_dir: str | None = None
-  variant: str | None = None
-  ablation: str | None = None
-  max_pixels: int = DEFAULT_MAX_PIXELS
-  max_images: int = DEFAULT_MAX_IMAGES
-  max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS
-  warmup_sizes: tuple = (256,)
-  overwrite: bool = False
-  precision: str = "float32"
+  weights: str | None = cli.option(
+      None, "What to export: a training model_dir, a .weights.h5 (with a "
+      "config.json beside it for non-default variants), a .keras file, or "
+      "the authors' .pth / .npz checkpoint.", required=True)
+  export_dir: str | None = cli.option(
+      None, "Where to write the SavedModel: <model_base_path>/<version>, "
+      "e.g. exports/lbam/1. TF Serving serves the highest version.",
+      required=True)
+  variant: str | None = cli.option(
+      None, "Generator layout, only needed for a .weights.h5 without a "
+      "config.json beside it.", choices=generator_lib.VARIANTS)
+  ablation: str | None = cli.option(
+      None, "Generator ablation, as for --variant.")
+  max_pixels: int = cli.option(
+      DEFAULT_MAX_PIXELS, "Largest height*width a request may send; larger "
+      "ones get INVALID_ARGUMENT instead of exhausting the server's memory. "
+      "Checked from each file's header, before decoding.")
+  max_images: int = cli.option(
+      DEFAULT_MAX_IMAGES, "Most images per request (under TF Serving's "
+      "batching: per merged batch, so at least its max_batch_size).")
+  max_request_pixels: int = cli.option(
+      DEFAULT_MAX_REQUEST_PIXELS,
+      "Most pixels per request, all its images together.")
+  warmup_sizes: tuple = cli.option(
+      (256,), "Square sizes of the warm-up requests written to assets.extra "
+      "(empty for none).")
+  overwrite: bool = cli.option(
+      False, "Replace an earlier export at --export_dir (a folder holding "
+      "anything else is refused). The new version is written beside it and "
+      "renamed into place; a failed export keeps the old one.")
+  precision: str = cli.option(
+      "float32", "Weights and arithmetic of the exported generator. bfloat16 "
+      "is faster on CPUs with AVX512_BF16 or AMX (slower elsewhere); inputs "
+      "and outputs are unchanged.", choices=model_io.PRECISION_POLICIES)
 
   def check(self):
     """Raises ValueError naming the bad value and what to do instead.
@@ -303,63 +315,10 @@ def run(config):
           f"{TENSOR_SIGNATURE})")
 
 
-_DEFAULT = cli.defaults(Config)
-
-
-def define_flags():
-  """Defines the CLI's flags, only when run as a program.
-
-  Other programs (bench/serving.py, tests) import this module and have flags
-  of their own.
-  """
-  flags.DEFINE_string(
-      "weights", _DEFAULT["weights"],
-      "What to export: a training model_dir, a .weights.h5 (with a config.json "
-      "beside it for non-default variants), a .keras file, or the authors' "
-      ".pth / .npz checkpoint.")
-  flags.DEFINE_string(
-      "export_dir", _DEFAULT["export_dir"],
-      "Where to write the SavedModel: <model_base_path>/<version>, e.g. "
-      "exports/lbam/1. TF Serving serves the highest version.")
-  flags.DEFINE_enum("variant", _DEFAULT["variant"],
-                    list(generator_lib.VARIANTS),
-                    "Generator layout, only needed for a .weights.h5 without a "
-                    "config.json beside it.")
-  flags.DEFINE_string("ablation", _DEFAULT["ablation"],
-                      "Generator ablation, as for --variant.")
-  flags.DEFINE_integer(
-      "max_pixels", _DEFAULT["max_pixels"],
-      "Largest height*width a request may send; larger ones get "
-      "INVALID_ARGUMENT instead of exhausting the server's memory. Checked "
-      "from each file's header, before decoding.")
-  flags.DEFINE_integer(
-      "max_images", _DEFAULT["max_images"],
-      "Most images per request (under TF Serving's batching: per merged "
-      "batch, so at least its max_batch_size).")
-  flags.DEFINE_integer(
-      "max_request_pixels", _DEFAULT["max_request_pixels"],
-      "Most pixels per request, all its images together.")
-  flags.DEFINE_list("warmup_sizes",
-                    [str(size) for size in _DEFAULT["warmup_sizes"]],
-                    "Square sizes of the warm-up requests written to "
-                    "assets.extra (empty for none).")
-  flags.DEFINE_bool("overwrite", _DEFAULT["overwrite"],
-                    "Replace an earlier export at --export_dir (a folder "
-                    "holding anything else is refused). The new version is "
-                    "written beside it and renamed into place; a failed "
-                    "export keeps the old one.")
-  flags.DEFINE_enum("precision", _DEFAULT["precision"],
-                    list(model_io.PRECISION_POLICIES),
-                    "Weights and arithmetic of the exported generator. "
-                    "bfloat16 is faster on CPUs with AVX512_BF16 or AMX "
-                    "(slower elsewhere); inputs and outputs are unchanged.")
-  flags.mark_flags_as_required(["weights", "export_dir"])
-
-
 def main(argv):
   return cli.run_flags(Config, run)
 
 
 if __name__ == "__main__":
-  define_flags()
+  cli.define_flags(Config)
   app.run(main)

@@ -3,31 +3,16 @@
     python -m serving.local_server --model_base_path out/export/lbam --port 8501
 
 Serves the highest numeric version under `--model_base_path` with the same
-URLs, JSON bodies and status codes as TF Serving's REST API, so that clients
-(`serving.client`, curl, the benchmark) work unchanged against either:
-
-- `GET  /v1/models/<name>[/versions/<v>]`: version status.
-- `GET  /v1/models/<name>[/versions/<v>]/metadata`: the SignatureDefs.
-- `POST /v1/models/<name>[/versions/<v>]:predict`: row form
-  `{"instances": [{"image_bytes": {"b64": ...}, ...}, ...]}` answered with
-  `{"predictions": [...]}`, or column form `{"inputs": {...}}` answered with
-  `{"outputs": ...}`; optional `"signature_name"`. Binary values travel as
-  `{"b64": ...}`, and outputs whose names end in `_bytes` come back that way.
-  Inputs left out take the SignatureDef's default (`mask_polarity`).
-- `GET /`: the inpainting page (`serving.web`), which talks to this API.
-- Errors: `{"error": "<message>"}` with TF Serving's mapping of status codes
-  (INVALID_ARGUMENT -> 400, NOT_FOUND -> 404, ...).
-
-It is not a production server: no gRPC, no model reloading, no server-side
-batching, one Python process. Its limits, so that no client can exhaust it:
-connections are asyncio coroutines (an idle or slow client holds no thread);
-a request must arrive whole, headers and body, within --request_timeout
-seconds; its body must declare a Content-Length of at most
---max_request_bytes (no chunked bodies); only complete requests reach the
-model, on --workers threads; past --max_connections open connections, new
-ones get 503. Bad requests get a 4xx and an error body, unexpected failures a
-500 with a generic message (the details go to the server's log); none stops
-the server.
+URLs, JSON bodies and status codes as TF Serving's REST API (status,
+metadata, `:predict` in row or column form, `{"error": ...}` bodies), so that
+clients (`serving.client`, curl, the benchmark) work unchanged against
+either; `GET /` is the inpainting page (`serving.web`). Not a production
+server: no gRPC, reloading or batching, one Python process. Bounded against
+any client: asyncio connections, a whole request within --request_timeout,
+bodies of at most --max_request_bytes (Content-Length, no chunks), the model
+on --workers threads, 503 past --max_connections; bad requests get a 4xx,
+failures a generic 500, and none stops it. README.md, "Local server" and
+"Limits and bad input", has the details.
 
 The model side (which version, TF Serving's JSON encoding, predict and
 metadata) is `serving.servable`; this module is the HTTP side and the
@@ -48,7 +33,6 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
 from lbam_tf import cli  # noqa: E402
@@ -282,15 +266,31 @@ class Server:
 @dataclasses.dataclass
 class Config:
   """One server, as plain values (the flags, or a test's choice)."""
-  model_base_path: str | None = None
-  model_name: str = "lbam"
-  host: str = "127.0.0.1"
-  port: int = 8501
-  max_request_bytes: int = 64 << 20
-  workers: int = 4
-  request_timeout: float = 30.0
-  max_connections: int = 1000
-  verbose: bool = False
+  model_base_path: str | None = cli.option(
+      None, "Folder of numeric version folders written by serving.export "
+      "(e.g. out/export/lbam); the highest version is served.",
+      required=True)
+  model_name: str = cli.option(
+      "lbam", "Model name in the URLs: /v1/models/<model_name>.")
+  host: str = cli.option(
+      "127.0.0.1", "Address to listen on; 0.0.0.0 exposes the server to the "
+      "network.")
+  port: int = cli.option(
+      8501, "REST port (TF Serving's default is 8501); 0 picks a free one, "
+      "printed at start.")
+  max_request_bytes: int = cli.option(
+      64 << 20, "Larger request bodies get HTTP 413; such a body is read and "
+      "discarded, never held.")
+  workers: int = cli.option(
+      4, "Threads running requests on the model; complete requests beyond "
+      "them wait their turn.")
+  request_timeout: float = cli.option(
+      30.0, "Seconds for a whole request (headers and body) to arrive, else "
+      "HTTP 408; idle connections close after as long.")
+  max_connections: int = cli.option(
+      1000, "Open connections; more get HTTP 503. With --max_request_bytes "
+      "it bounds buffered memory.")
+  verbose: bool = cli.option(False, "Log every request to stderr.")
 
   def check(self):
     """Raises ValueError naming the bad value and what to do instead."""
@@ -321,49 +321,10 @@ def run(config):
   print("server stopped", file=sys.stderr, flush=True)
 
 
-_DEFAULT = cli.defaults(Config)
-
-
-def define_flags():
-  """Defines the CLI's flags, only when run as a program.
-
-  Other programs (bench/serving.py, tests) import this module and have flags
-  of their own.
-  """
-  flags.DEFINE_string("model_base_path", _DEFAULT["model_base_path"],
-                      "Folder of numeric version folders written by "
-                      "serving.export (e.g. out/export/lbam); the highest "
-                      "version is served.")
-  flags.DEFINE_string("model_name", _DEFAULT["model_name"],
-                      "Model name in the URLs: /v1/models/<model_name>.")
-  flags.DEFINE_string("host", _DEFAULT["host"],
-                      "Address to listen on; 0.0.0.0 exposes the server to the "
-                      "network.")
-  flags.DEFINE_integer("port", _DEFAULT["port"],
-                       "REST port (TF Serving's default is 8501); 0 picks a "
-                       "free one, printed at start.")
-  flags.DEFINE_integer("max_request_bytes", _DEFAULT["max_request_bytes"],
-                       "Larger request bodies get HTTP 413; such a body is "
-                       "read and discarded, never held.")
-  flags.DEFINE_integer("workers", _DEFAULT["workers"],
-                       "Threads running requests on the model; complete "
-                       "requests beyond them wait their turn.")
-  flags.DEFINE_float("request_timeout", _DEFAULT["request_timeout"],
-                     "Seconds for a whole request (headers and body) to "
-                     "arrive, else HTTP 408; idle connections close after "
-                     "as long.")
-  flags.DEFINE_integer("max_connections", _DEFAULT["max_connections"],
-                       "Open connections; more get HTTP 503. With "
-                       "--max_request_bytes it bounds buffered memory.")
-  flags.DEFINE_bool("verbose", _DEFAULT["verbose"],
-                    "Log every request to stderr.")
-  flags.mark_flag_as_required("model_base_path")
-
-
 def main(argv):
   return cli.run_flags(Config, run)
 
 
 if __name__ == "__main__":
-  define_flags()
+  cli.define_flags(Config)
   app.run(main)

@@ -24,7 +24,6 @@ import urllib.error
 import urllib.request
 
 from absl import app
-from absl import flags
 
 from lbam_tf import cli
 
@@ -146,11 +145,15 @@ class ProxyServer(http.server.ThreadingHTTPServer):
 @dataclasses.dataclass
 class Config:
   """One page server, as plain values (the flags, or a test's choice)."""
-  tf_serving: str = "http://127.0.0.1:8501"
-  host: str = "127.0.0.1"
-  port: int = 8080
-  timeout: int = 300
-  verbose: bool = False
+  tf_serving: str = cli.option(
+      "http://127.0.0.1:8501",
+      "TF Serving's REST base URL; /v1/ requests go there.")
+  host: str = cli.option(
+      "127.0.0.1", "Address to listen on; 0.0.0.0 exposes the page to the "
+      "network.")
+  port: int = cli.option(8080, "Port of the page; 0 picks a free one.")
+  timeout: int = cli.option(300, "Seconds to wait for TF Serving's answer.")
+  verbose: bool = cli.option(False, "Log every request to stderr.")
 
   def check(self):
     """Raises ValueError naming the bad value and what to do instead."""
@@ -180,28 +183,10 @@ def run(config):
   print("page server stopped", file=sys.stderr, flush=True)
 
 
-_DEFAULT = cli.defaults(Config)
-
-
-def define_flags():
-  """Defines the CLI's flags, only when run as a program."""
-  flags.DEFINE_string("tf_serving", _DEFAULT["tf_serving"],
-                      "TF Serving's REST base URL; /v1/ requests go there.")
-  flags.DEFINE_string("host", _DEFAULT["host"],
-                      "Address to listen on; 0.0.0.0 exposes the page to the "
-                      "network.")
-  flags.DEFINE_integer("port", _DEFAULT["port"],
-                       "Port of the page; 0 picks a free one.")
-  flags.DEFINE_integer("timeout", _DEFAULT["timeout"],
-                       "Seconds to wait for TF Serving's answer.")
-  flags.DEFINE_bool("verbose", _DEFAULT["verbose"],
-                    "Log every request to stderr.")
-
-
 def main(argv):
   return cli.run_flags(Config, run)
 
 
 if __name__ == "__main__":
-  define_flags()
+  cli.define_flags(Config)
   app.run(main)

@@ -11,6 +11,7 @@ from google.protobuf import message_factory
 import inpaint_reference
 import numpy as np
 import pytest
+import samples
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2
 from tensorflow.core.protobuf import saved_model_pb2
@@ -37,22 +38,17 @@ def loaded(export_dir):
   return tf.saved_model.load(export_dir)
 
 
-def _png(array):
-  return tf.io.encode_png(np.asarray(array, np.uint8)).numpy()
-
-
 def _serve(loaded, images, masks, polarity="white"):
   """Runs serving_default on uint8 arrays; returns decoded uint8 results."""
   outputs = loaded.signatures["serving_default"](
-      image_bytes=tf.constant([_png(x) for x in images]),
-      mask_bytes=tf.constant([_png(m) for m in masks]),
+      image_bytes=tf.constant([samples.png(x) for x in images]),
+      mask_bytes=tf.constant([samples.png(m) for m in masks]),
       mask_polarity=tf.constant(polarity))["image_bytes"].numpy()
   return [tf.io.decode_png(x).numpy() for x in outputs]
 
 
 def _sample(height, width, seed=0):
-  rng = np.random.default_rng(seed)
-  image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+  image = samples.noise(height, width, seed)
   hole = np.zeros((height, width), bool)
   hole[height // 4:height // 2, width // 3:2 * width // 3] = True
   return image, hole
@@ -148,10 +144,10 @@ def test_polarity_channels_and_threshold_agree(loaded):
 
 def test_mixed_sizes_in_one_batch_match_single_requests(loaded,
                                                         varied_generator):
-  samples = [_sample(70, 90, seed=4), _sample(129, 64, seed=5)]
-  batch = _serve(loaded, [image for image, _ in samples],
-                 [hole[..., None] * 255 for _, hole in samples])
-  for result, (image, hole) in zip(batch, samples):
+  pairs = [_sample(70, 90, seed=4), _sample(129, 64, seed=5)]
+  batch = _serve(loaded, [image for image, _ in pairs],
+                 [hole[..., None] * 255 for _, hole in pairs])
+  for result, (image, hole) in zip(batch, pairs):
     (single,) = _serve(loaded, [image], [hole[..., None] * 255])
     assert result.shape == image.shape
     assert np.abs(result.astype(int) - single).max() <= 1
@@ -163,32 +159,37 @@ _IMAGE, _HOLE = _sample(40, 60, seed=6)
 _MASK = _HOLE[..., None].astype(np.uint8) * 255
 _BAD_BYTES_REQUESTS = {
     "undecodable image": (
-        {"image_bytes": [b"not an image"], "mask_bytes": [_png(_MASK)]},
+        {"image_bytes": [b"not an image"], "mask_bytes": [samples.png(_MASK)]},
         "image_bytes[0] is not an image"),
     "undecodable mask": (
-        {"image_bytes": [_png(_IMAGE)], "mask_bytes": [b"\x89PNG broken"]},
+        {"image_bytes": [samples.png(_IMAGE)],
+         "mask_bytes": [b"\x89PNG broken"]},
         "PNG"),
     "size mismatch": (
-        {"image_bytes": [_png(_IMAGE)], "mask_bytes": [_png(_MASK[:30])]},
+        {"image_bytes": [samples.png(_IMAGE)],
+         "mask_bytes": [samples.png(_MASK[:30])]},
         "mask_bytes[0] is 30x60 but image_bytes[0] is 40x60"),
     "batch mismatch": (
-        {"image_bytes": [_png(_IMAGE)] * 2, "mask_bytes": [_png(_MASK)]},
+        {"image_bytes": [samples.png(_IMAGE)] * 2,
+         "mask_bytes": [samples.png(_MASK)]},
         "image_bytes has 2 images but mask_bytes has 1"),
     "empty batch": (
         {"image_bytes": tf.constant([], tf.string),
          "mask_bytes": tf.constant([], tf.string)},
         "empty batch"),
     "unknown polarity": (
-        {"image_bytes": [_png(_IMAGE)], "mask_bytes": [_png(_MASK)],
+        {"image_bytes": [samples.png(_IMAGE)],
+         "mask_bytes": [samples.png(_MASK)],
          "mask_polarity": "grey"},
         "mask_polarity grey is not one of white / black"),
     "polarity count": (
-        {"image_bytes": [_png(_IMAGE)] * 3, "mask_bytes": [_png(_MASK)] * 3,
+        {"image_bytes": [samples.png(_IMAGE)] * 3,
+         "mask_bytes": [samples.png(_MASK)] * 3,
          "mask_polarity": ["white", "black"]},
         "mask_polarity has 2 values for 3 images"),
     "too large": (
-        {"image_bytes": [_png(np.zeros((300, 300, 3)))],
-         "mask_bytes": [_png(np.zeros((300, 300, 1)))]},
+        {"image_bytes": [samples.png(np.zeros((300, 300, 3)))],
+         "mask_bytes": [samples.png(np.zeros((300, 300, 1)))]},
         f"300x300 = 90000 pixels, above the limit of {MAX_PIXELS}"),
 }
 

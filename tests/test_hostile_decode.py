@@ -10,18 +10,17 @@ import collections
 import io
 import json
 import os
-import struct
 import subprocess
 import sys
 import time
 import tracemalloc
-import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
 import fuzz
+import samples
 from lbam_tf.images import bounded_read
 from lbam_tf.images import decode
 from lbam_tf.images import resize
@@ -148,18 +147,8 @@ def test_fuzz_mutated_images(tmp_path):
   assert time.monotonic() - start < 60
 
 
-def _png_declaring(width, height):
-  """A valid PNG header declaring width x height, with one tiny IDAT."""
-  def chunk(kind, payload):
-    return (struct.pack(">I", len(payload)) + kind + payload
-            + struct.pack(">I", zlib.crc32(kind + payload)))
-  header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-  return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-          + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
-
-
 def test_size_is_checked_from_the_header_before_decoding(tmp_path):
-  bomb = _png_declaring(23_000, 23_000)  # 529 M pixels in 80 bytes
+  bomb = samples.png_declaring(23_000, 23_000)  # 529 M pixels in 69 bytes
   with pytest.raises(decode.Rejected, match="23000x23000") as error:
     decode.check_header(bomb, decode.DEFAULT_MAX_PIXELS)
   assert error.value.reason == "decompression_bomb"
@@ -175,7 +164,8 @@ def test_pillow_limit_is_ours_per_call_and_untouched_by_import():
   # Importing decode leaves Pillow's process-wide limit as Pillow sets it;
   # a header over that limit but within --max_pixels is still accepted.
   assert Image.MAX_IMAGE_PIXELS == 1024 * 1024 * 1024 // 4 // 3
-  huge = _png_declaring(23_000, 23_000)  # 529 M pixels: Pillow alone refuses
+  # 529 M pixels: Pillow alone refuses.
+  huge = samples.png_declaring(23_000, 23_000)
   assert decode.check_header(huge, 600_000_000) == (23_000, 23_000)
   assert Image.MAX_IMAGE_PIXELS == 1024 * 1024 * 1024 // 4 // 3
 

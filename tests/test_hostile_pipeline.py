@@ -34,6 +34,7 @@ HEADROOM_BYTES = 1536 << 20
 # maps plus HEADROOM_BYTES, set once the imports are done.
 _CHILD = """
 import json, resource, sys
+from pipeline import preprocess
 config = preprocess.Config(**json.loads(sys.argv[1]))
 with open("/proc/self/status") as f:
   mapped = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmSize"))
@@ -147,8 +148,8 @@ def test_every_good_image_is_in_the_output(job):
   for key, crop in crops.items():
     assert crop.shape == (CROP, CROP, 3), key
   # The upscaled strip and tower are their one grey level.
-  assert np.all(records["strip.png"] == 0)
-  assert np.all(records["tower.png"] == 200)
+  assert np.all(crops["strip.png"] == 0)
+  assert np.all(crops["tower.png"] == 200)
 
 
 def test_every_hostile_image_has_its_row(job):

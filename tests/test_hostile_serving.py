@@ -16,12 +16,12 @@ import struct
 import subprocess
 import sys
 import time
-import zlib
 
 import conftest
 import numpy as np
 from PIL import Image
 import pytest
+import samples
 import tensorflow as tf
 
 from serving import export
@@ -37,36 +37,15 @@ TIMEOUT = 120
 PREDICT = "/v1/models/lbam:predict"
 
 
-def _png(array):
-  return tf.io.encode_png(np.asarray(array, np.uint8)).numpy()
-
-
-def _sample(height, width, seed=0):
-  rng = np.random.default_rng(seed)
-  image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-  hole = np.zeros((height, width, 1), np.uint8)
-  hole[height // 4:height // 2, width // 4:3 * width // 4] = 255
-  return image, hole
-
-
-_IMAGE, _HOLE = _sample(40, 60)
-_GOOD_IMAGE, _GOOD_MASK = _png(_IMAGE), _png(_HOLE)
+_IMAGE, _HOLE = samples.sample(40, 60)
+_GOOD_IMAGE, _GOOD_MASK = samples.png(_IMAGE), samples.png(_HOLE)
 
 
 # Files whose headers declare far more pixels than they hold.
 
-def _png_chunk(kind, data):
-  return (struct.pack(">I", len(data)) + kind + data
-          + struct.pack(">I", zlib.crc32(kind + data)))
-
-
 def png_bomb(width, height):
   """A valid PNG start: IHDR for width x height RGB, a few zero rows."""
-  return (b"\x89PNG\r\n\x1a\n"
-          + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2,
-                                            0, 0, 0))
-          + _png_chunk(b"IDAT", zlib.compress(b"\0" * (64 << 10), 9))
-          + _png_chunk(b"IEND", b""))
+  return samples.png_declaring(width, height, zero_bytes=64 << 10, level=9)
 
 
 def _pillow(array, fmt, **options):
@@ -235,7 +214,8 @@ def _serve(loaded, images, masks):
      f"{MAX_IMAGES} per request"),
     # Three images each under the per-image limit, together above the
     # request's.
-    ([_png(np.zeros((110, 110, 3)))] * 3, [_png(np.zeros((110, 110, 1)))] * 3,
+    ([samples.png(np.zeros((110, 110, 3)))] * 3,
+     [samples.png(np.zeros((110, 110, 1)))] * 3,
      f"image_bytes has 36300 pixels in all, above the limit of "
      f"{MAX_REQUEST_PIXELS} per request"),
     ([png_bomb(40, 60)[:20]], [_GOOD_MASK],
@@ -267,7 +247,7 @@ def test_every_format_within_the_limits_is_served(loaded):
   """The header readers agree with the decoders on real files."""
   image = _IMAGE
   files = {
-      "png": _png(image),
+      "png": samples.png(image),
       "jpeg": tf.io.encode_jpeg(image, quality=100).numpy(),
       "gif": bytes(_pillow(image, "GIF")),
       "bmp": bytes(_pillow(image, "BMP")),
@@ -280,7 +260,7 @@ def test_every_format_within_the_limits_is_served(loaded):
                                  expand_animations=False).numpy()
     height, width = decoded.shape[:2]
     mask = np.zeros((height, width, 1), np.uint8)
-    (output,) = _serve(loaded, [data], [_png(mask)])
+    (output,) = _serve(loaded, [data], [samples.png(mask)])
     np.testing.assert_array_equal(tf.io.decode_png(output).numpy(), decoded,
                                   err_msg=name)
 

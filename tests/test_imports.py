@@ -178,7 +178,8 @@ def test_an_upward_import_in_a_function_is_found():
 
 
 @pytest.mark.parametrize("light", ["serving.client", "lbam_tf.cli",
-                                   "lbam_tf.inference.signatures"])
+                                   "lbam_tf.inference.signatures",
+                                   "lbam_tf.images.polarity"])
 def test_light_modules_import_no_tensorflow(light):
   """What these import when imported (optional imports in functions apart)
   holds no TensorFlow: the REST client starts in a fraction of a second."""
@@ -207,6 +208,16 @@ ENTRY_POINTS["lbam_tf.train"] = ("lbam_tf.training.config", "TrainConfig",
                                  "lbam_tf.training.loop", "train")
 ENTRY_POINTS["lbam_tf.evaluate"] = ("lbam_tf.evaluation.config", "EvalConfig",
                                     "lbam_tf.evaluation.runner", "run")
+#: The benchmarks: programs with a Config too; main is their library.
+BENCHMARKS = ("bench.generator_latency", "bench.learning",
+              "bench.pipeline_throughput", "bench.serving", "bench.train_step")
+#: (module, class) of every dataclass whose fields are flags: the programs'
+#: Configs and the options they share.
+CONFIGS = sorted({(config_module, config_name) for config_module, config_name,
+                  _, _ in ENTRY_POINTS.values()}
+                 | {(module, "Config") for module in BENCHMARKS}
+                 | {("lbam_tf.images.files", "FileOptions")})
+_HELPERS = {"define_flags", "from_flags", "run_flags"}
 
 
 def _top_level(module):
@@ -215,29 +226,98 @@ def _top_level(module):
                 if isinstance(node, (ast.ClassDef, ast.FunctionDef))}
 
 
-@pytest.mark.parametrize("module", sorted(ENTRY_POINTS))
-def test_entry_points_follow_one_convention(module):
-  """A Config dataclass with check(), a library function taking it,
-  define_flags called only when run as a program, and a main that uses both;
-  no function but define_flags defines flags."""
-  config_module, config_name, library_module, function = ENTRY_POINTS[module]
-  _, configs = _top_level(config_module)
-  assert config_name in configs, config_module
-  assert "check" in {node.name for node in configs[config_name].body
-                     if isinstance(node, ast.FunctionDef)}
-  assert function in _top_level(library_module)[1], library_module
+def _is_main_guard(node):
+  return (isinstance(node, ast.If)
+          and ast.unparse(node.test) == "__name__ == '__main__'")
+
+
+def _cli_calls(node):
+  """Names of the `cli.*` helpers that `node` calls."""
+  return {call.func.attr for call in ast.walk(node)
+          if isinstance(call, ast.Call)
+          and isinstance(call.func, ast.Attribute)
+          and ast.unparse(call.func.value) == "cli"
+          and call.func.attr in _HELPERS}
+
+
+def test_flags_are_defined_only_by_the_cli_helper():
+  """No module but lbam_tf.cli calls flags.DEFINE_* or marks flags required:
+  every flag is a Config field, declared by `cli.define_flags`."""
+  found = []
+  for module, source in sorted(_sources().items()):
+    if module == "lbam_tf.cli":
+      continue
+    for node in ast.walk(ast.parse(source)):
+      if isinstance(node, ast.Attribute) and (
+          node.attr.startswith("DEFINE") or node.attr.startswith("mark_flag")
+          or node.attr == "adopt_module_key_flags"):
+        found.append(f"{module}: {ast.unparse(node)}")
+  assert not found, found
+
+
+@pytest.mark.parametrize("module", sorted(ENTRY_POINTS) + list(BENCHMARKS))
+def test_programs_follow_one_convention(module):
+  """A Config dataclass and, for entry points, its check() and a library
+  function; `cli.define_flags` called only when run as a program (in the
+  `__main__` block), the Config built from the flags only in main."""
+  if module in ENTRY_POINTS:
+    config_module, config_name, library_module, function = ENTRY_POINTS[module]
+    _, configs = _top_level(config_module)
+    assert config_name in configs, config_module
+    assert "check" in {node.name for node in configs[config_name].body
+                       if isinstance(node, ast.FunctionDef)}
+    assert function in _top_level(library_module)[1], library_module
+  else:
+    function = None  # main is the benchmark
+    assert "Config" in _top_level(module)[1], module
   tree, top = _top_level(module)
-  assert {"define_flags", "main"} <= set(top), module
+  assert "main" in top, module
   names = {node.id if isinstance(node, ast.Name) else node.attr
            for node in ast.walk(top["main"])
            if isinstance(node, (ast.Name, ast.Attribute))}
-  assert function in names or "run_flags" in names, f"{module}.main"
+  assert function in names or function is None or "run_flags" in names, (
+      f"{module}.main")
+  assert _cli_calls(top["main"]) & {"from_flags", "run_flags"}, (
+      f"{module}.main builds no Config from the flags")
+  guards = [node for node in tree.body if _is_main_guard(node)]
+  assert len(guards) == 1 and "define_flags" in _cli_calls(guards[0]), (
+      f"{module}: cli.define_flags is not called under __main__")
   for node in tree.body:
-    if isinstance(node, ast.Expr):  # a call at import time
-      assert "define_flags" not in ast.unparse(node), module
-  for name, node in top.items():
-    calls = {ast.unparse(call.func) for call in ast.walk(node)
-             if isinstance(call, ast.Call)}
-    if name != "define_flags":
-      assert not any(call.startswith("flags.DEFINE") for call in calls), (
-          f"{module}.{name} defines flags")
+    if node is guards[0]:
+      continue
+    calls = _cli_calls(node)
+    if node is top["main"]:
+      calls -= {"from_flags", "run_flags"}
+    assert not calls, f"{module}: cli.{sorted(calls)} outside main/__main__"
+
+
+def _help_argument(call):
+  """The help expression of a `cli.option(...)` call, or None."""
+  for keyword in call.keywords:
+    if keyword.arg == "help":
+      return keyword.value
+  return call.args[1] if len(call.args) > 1 else None
+
+
+@pytest.mark.parametrize("module,name", CONFIGS)
+def test_every_config_field_carries_its_help(module, name):
+  """Each field is `cli.option(default, help, ...)` with a non-empty help,
+  and a Config's base classes are Configs checked here too."""
+  _, top = _top_level(module)
+  config = top[name]
+  known = {config_name for _, config_name in CONFIGS}
+  for base in config.bases:
+    base_name = base.attr if isinstance(base, ast.Attribute) else base.id
+    assert base_name in known, f"{module}.{name} extends {base_name}"
+  fields = [node for node in config.body if isinstance(node, ast.AnnAssign)]
+  assert fields, f"{module}.{name} has no fields"
+  for field in fields:
+    where = f"{module}.{name}.{ast.unparse(field.target)}"
+    value = field.value
+    assert (isinstance(value, ast.Call)
+            and ast.unparse(value.func) == "cli.option"), (
+                f"{where} is not cli.option(default, help)")
+    text = _help_argument(value)
+    assert text is not None, f"{where} has no help"
+    assert not (isinstance(text, ast.Constant) and not str(text.value)
+                .strip()), f"{where} has an empty help"

@@ -7,18 +7,17 @@ import sys
 import inpaint_reference
 import numpy as np
 import pytest
+import samples
 import tensorflow as tf
 
 from lbam_tf.images import files as image_files
-
 from lbam_tf.inference import module as inference
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _sample(height, width, seed):
-  rng = np.random.default_rng(seed)
-  image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+  image = samples.noise(height, width, seed)
   hole = np.zeros((height, width), bool)
   hole[height // 3:2 * height // 3, width // 4:width // 2] = True
   return image, hole

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import samples
 import tensorflow as tf
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -165,21 +166,17 @@ def test_mask_update_gradient_is_zero_at_and_below_zero_and_finite():
 
 # The blocks, against numpy convolutions.
 
-def _random(shape, seed, low=0.0, high=1.0):
-  return np.random.default_rng(seed).uniform(low, high, shape).astype(
-      np.float32)
-
-
 def _set_kernels(block, seed, scale):
   """Overwrites every kernel with U(-scale, scale) so values straddle mu."""
   for i, weight in enumerate(block.weights):
     if weight.path.split("/")[-1] in ("kernel", "mask_kernel"):
-      weight.assign(_random(weight.shape, seed + i, -scale, scale))
+      weight.assign(samples.uniform(weight.shape, seed + i, -scale, scale))
 
 
 @pytest.mark.parametrize("mask_kernel_size", [4, 3])
 def test_forward_attention_matches_eqs_6_10_11(mask_kernel_size):
-  features, masks = _random((2, 8, 6, 4), 0), _random((2, 8, 6, 3), 1)
+  features = samples.uniform((2, 8, 6, 4), 0)
+  masks = samples.uniform((2, 8, 6, 3), 1)
   block = layers.ForwardAttention(5, mask_kernel_size=mask_kernel_size)
   block.build((features.shape, masks.shape))
   _set_kernels(block, 2, scale=0.8)
@@ -198,7 +195,7 @@ def test_forward_attention_matches_eqs_6_10_11(mask_kernel_size):
 
 
 def test_reverse_attention_matches_eqs_12_13():
-  masks = _random((1, 8, 8, 3), 3)
+  masks = samples.uniform((1, 8, 8, 3), 3)
   branch = layers.ReverseAttention(4)
   branch.build(masks.shape)
   _set_kernels(branch, 4, scale=0.5)
@@ -210,10 +207,10 @@ def test_reverse_attention_matches_eqs_12_13():
 
 @pytest.mark.parametrize("with_reverse", [True, False])
 def test_decoder_block_matches_eq12_in_reference_order(with_reverse):
-  skip, features = _random((2, 6, 4, 3), 5, -1, 1), _random((2, 3, 2, 7), 6,
-                                                             -1, 1)
-  forward_map, reverse_map = _random((2, 6, 4, 3), 7, 0, 2), _random(
-      (2, 6, 4, 3), 8, 0, 2)
+  skip = samples.uniform((2, 6, 4, 3), 5, -1, 1)
+  features = samples.uniform((2, 3, 2, 7), 6, -1, 1)
+  forward_map = samples.uniform((2, 6, 4, 3), 7, 0, 2)
+  reverse_map = samples.uniform((2, 6, 4, 3), 8, 0, 2)
   inputs = [skip, features, forward_map] + ([reverse_map] if with_reverse
                                              else [])
   block = layers.DecoderBlock(3)
@@ -227,7 +224,7 @@ def test_decoder_block_matches_eq12_in_reference_order(with_reverse):
 
 
 def test_transposed_conv_output_doubles_the_size():
-  x = _random((1, 3, 5, 4), 9, -1, 1)
+  x = samples.uniform((1, 3, 5, 4), 9, -1, 1)
   layer = layers.TransposedConvOutput(3)
   out = layer(x)
   assert out.shape == (1, 6, 10, 3)
@@ -247,8 +244,8 @@ def _op_types(fn, *args):
 # 16 x 16 output pixels (the threshold, 256) and 17 x 16.
 @pytest.mark.parametrize("height, expected_op", [(32, "MatMul"), (34, "Conv2D")])
 def test_conv_stride2_paths_match_torch_conv(kernel_size, height, expected_op):
-  x = _random((1, height, 32, 5), 11, -1, 1)
-  kernel = _random((kernel_size, kernel_size, 5, 6), 12, -1, 1)
+  x = samples.uniform((1, height, 32, 5), 11, -1, 1)
+  kernel = samples.uniform((kernel_size, kernel_size, 5, 6), 12, -1, 1)
   ops_used = _op_types(cpu_conv.conv_stride2, tf.constant(x), tf.constant(kernel))
   assert expected_op in ops_used
   assert ({"MatMul", "Conv2D"} - {expected_op}).isdisjoint(ops_used)
@@ -261,9 +258,9 @@ def test_conv_stride2_paths_match_torch_conv(kernel_size, height, expected_op):
 
 @pytest.mark.parametrize("height", [32, 34])
 def test_conv_stride2_kernel_gradient_matches_numpy(height):
-  x = _random((1, height, 32, 5), 13, -1, 1)
-  weights = _random((1, height // 2, 16, 6), 14, -1, 1)
-  kernel = tf.Variable(_random((4, 4, 5, 6), 15, -1, 1))
+  x = samples.uniform((1, height, 32, 5), 13, -1, 1)
+  weights = samples.uniform((1, height // 2, 16, 6), 14, -1, 1)
+  kernel = tf.Variable(samples.uniform((4, 4, 5, 6), 15, -1, 1))
   with tf.GradientTape() as tape:
     loss = tf.reduce_sum(cpu_conv.conv_stride2(tf.constant(x), kernel) * weights)
   padded = np.pad(x.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
@@ -274,11 +271,11 @@ def test_conv_stride2_kernel_gradient_matches_numpy(height):
 
 def test_wide_transposed_conv_takes_the_matmul_path_and_matches_torch():
   filters = cpu_conv.MATMUL_TRANSPOSE_MIN_FILTERS
-  x = _random((2, 3, 5, 4), 16, -1, 1)
-  kernel = tf.Variable(_random((4, 4, filters, 4), 17, -0.1, 0.1))
+  x = samples.uniform((2, 3, 5, 4), 16, -1, 1)
+  kernel = tf.Variable(samples.uniform((4, 4, filters, 4), 17, -0.1, 0.1))
   ops_used = _op_types(cpu_conv.conv_transpose_stride2, tf.constant(x), kernel)
   assert "MatMul" in ops_used and "Conv2DBackpropInput" not in ops_used
-  weights = _random((2, 6, 10, filters), 18, -1, 1)
+  weights = samples.uniform((2, 6, 10, filters), 18, -1, 1)
   with tf.GradientTape(persistent=True) as tape:
     out = cpu_conv.conv_transpose_stride2(tf.constant(x), kernel)
     loss = tf.reduce_sum(out * weights)
@@ -333,7 +330,7 @@ def test_unlearned_block_averages_mask_channels():
     ("relu", lambda c: np.maximum(c, 0.0)),
 ])
 def test_ablation_attentions_replace_g_a(attention, expected):
-  masks = _random((1, 6, 6, 2), 10)
+  masks = samples.uniform((1, 6, 6, 2), 10)
   branch = layers.ReverseAttention(3, attention=attention)
   branch.build(masks.shape)
   _set_kernels(branch, 11, scale=1.0)
@@ -346,7 +343,8 @@ def test_ablation_attentions_replace_g_a(attention, expected):
 
 
 def test_gradients_reach_gaussian_parameters_and_mask_kernels():
-  features, masks = _random((1, 8, 8, 4), 12), _random((1, 8, 8, 3), 13)
+  features = samples.uniform((1, 8, 8, 4), 12)
+  masks = samples.uniform((1, 8, 8, 3), 13)
   block = layers.ForwardAttention(6, name="ec")
   block.build((features.shape, masks.shape))
   _set_kernels(block, 14, scale=1.0)
@@ -436,11 +434,11 @@ def test_layer_round_trips_config_and_keras_file(name, make, shapes, tmp_path):
   inputs = [keras.Input(shape) for shape in shapes]
   outputs = layer(inputs if len(inputs) > 1 else inputs[0])
   model = keras.Model(inputs, outputs)
-  data = [_random((2,) + shape, 20 + i, 0.0, 2.0)
+  data = [samples.uniform((2,) + shape, 20 + i, 0.0, 2.0)
           for i, shape in enumerate(shapes)]
   for i, weight in enumerate(model.weights):
     # Non-initial values, so that a load that drops weights would show.
-    weight.assign(weight + _random(weight.shape, 40 + i, 0.0, 0.1))
+    weight.assign(weight + samples.uniform(weight.shape, 40 + i, 0.0, 0.1))
   path = tmp_path / f"{name}.keras"
   model.save(path)
   loaded = keras.saving.load_model(path)

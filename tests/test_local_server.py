@@ -11,8 +11,8 @@ import sys
 import conftest
 import numpy as np
 import pytest
+import samples
 import tensorflow as tf
-
 
 from serving import processes
 
@@ -50,27 +50,16 @@ def loaded(varied_export):
   return tf.saved_model.load(os.path.join(varied_export, "1"))
 
 
-def _png(array):
-  return tf.io.encode_png(np.asarray(array, np.uint8)).numpy()
-
-
 def _b64(data):
   return {"b64": base64.b64encode(data).decode("ascii")}
-
-
-def _sample(height, width, seed):
-  rng = np.random.default_rng(seed)
-  image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-  hole = np.zeros((height, width, 1), np.uint8)
-  hole[height // 4:height // 2, width // 4:3 * width // 4] = 255
-  return image, hole
 
 
 def _direct(loaded, image, hole):
   """The same SavedModel called in-process: what the server must return."""
   return loaded.signatures["serving_default"](
-      image_bytes=tf.constant([_png(image)]), mask_bytes=tf.constant(
-          [_png(hole)]), mask_polarity=tf.constant("white"))["image_bytes"][0]
+      image_bytes=tf.constant([samples.png(image)]),
+      mask_bytes=tf.constant([samples.png(hole)]),
+      mask_polarity=tf.constant("white"))["image_bytes"][0]
 
 
 def _decoded(value):
@@ -92,10 +81,10 @@ def test_status_and_metadata(port):
 
 
 def test_row_form_predict(port, loaded):
-  images = [_sample(100, 150, seed) for seed in (0, 1)]
+  images = [samples.sample(100, 150, seed) for seed in (0, 1)]
   status, body = _call(port, "POST", "/v1/models/lbam:predict", {
-      "instances": [{"image_bytes": _b64(_png(image)),
-                     "mask_bytes": _b64(_png(hole))}
+      "instances": [{"image_bytes": _b64(samples.png(image)),
+                     "mask_bytes": _b64(samples.png(hole))}
                     for image, hole in images]})
   assert status == 200, body
   assert len(body["predictions"]) == 2
@@ -108,11 +97,11 @@ def test_row_form_predict(port, loaded):
 
 
 def test_column_form_predict_with_polarity(port, loaded):
-  image, hole = _sample(90, 60, seed=2)
+  image, hole = samples.sample(90, 60, seed=2)
   status, body = _call(port, "POST", "/v1/models/lbam/versions/1:predict", {
       "signature_name": "serving_default",
-      "inputs": {"image_bytes": [_b64(_png(image))],
-                 "mask_bytes": [_b64(_png(255 - hole))],
+      "inputs": {"image_bytes": [_b64(samples.png(image))],
+                 "mask_bytes": [_b64(samples.png(255 - hole))],
                  "mask_polarity": "black"}})
   assert status == 200, body
   (output,) = body["outputs"]
@@ -143,8 +132,9 @@ def test_tensor_signature_in_column_form(port, loaded):
     np.testing.assert_allclose(result, direct, rtol=0, atol=1e-6)
 
 
-_IMAGE, _HOLE = _sample(40, 60, seed=4)
-_GOOD = {"image_bytes": _b64(_png(_IMAGE)), "mask_bytes": _b64(_png(_HOLE))}
+_IMAGE, _HOLE = samples.sample(40, 60, seed=4)
+_GOOD = {"image_bytes": _b64(samples.png(_IMAGE)),
+         "mask_bytes": _b64(samples.png(_HOLE))}
 _PREDICT = "/v1/models/lbam:predict"
 BAD_REQUESTS = {
     "malformed json": ("POST", _PREDICT, "{not json", 400, "JSON Parse error"),
@@ -160,15 +150,15 @@ BAD_REQUESTS = {
                                      b"really")}]}, 400,
                           "Invalid GIF data"),
     "size mismatch": ("POST", _PREDICT, {"instances": [{
-        **_GOOD, "mask_bytes": _b64(_png(_HOLE[:, :50]))}]}, 400,
+        **_GOOD, "mask_bytes": _b64(samples.png(_HOLE[:, :50]))}]}, 400,
                       "mask_bytes[0] is 40x50 but image_bytes[0] is 40x60"),
     "batch mismatch": ("POST", _PREDICT, {"inputs": {
         "image_bytes": [_GOOD["image_bytes"]] * 2,
         "mask_bytes": [_GOOD["mask_bytes"]]}}, 400,
                        "image_bytes has 2 images but mask_bytes has 1"),
     "too large": ("POST", _PREDICT, {"instances": [{
-        "image_bytes": _b64(_png(np.zeros((260, 260, 3)))),
-        "mask_bytes": _b64(_png(np.zeros((260, 260, 1))))}]}, 400,
+        "image_bytes": _b64(samples.png(np.zeros((260, 260, 3)))),
+        "mask_bytes": _b64(samples.png(np.zeros((260, 260, 1))))}]}, 400,
                   f"above the limit of {MAX_PIXELS}"),
     "bad base64": ("POST", _PREDICT, {"instances": [{
         **_GOOD, "image_bytes": {"b64": "***"}}]}, 400, "not valid base64"),
@@ -217,23 +207,25 @@ def test_bad_request_status_and_message(port, case):
 def test_clients_are_served_during_and_after_bad_requests(port, loaded):
   # Each client its own image and size, so a reply sent to the wrong one
   # shows.
-  samples = [_sample(48 + 16 * i, 80 - 8 * i, seed=5 + i) for i in range(4)]
+  pairs = [samples.sample(48 + 16 * i, 80 - 8 * i, seed=5 + i)
+           for i in range(4)]
   bad = [BAD_REQUESTS[case] for case in sorted(BAD_REQUESTS)]
 
   def send_good(index):
-    image, hole = samples[index]
+    image, hole = pairs[index]
     return _call(port, "POST", _PREDICT, {"instances": [
-        {"image_bytes": _b64(_png(image)), "mask_bytes": _b64(_png(hole))}]})
+        {"image_bytes": _b64(samples.png(image)),
+         "mask_bytes": _b64(samples.png(hole))}]})
 
   def send_bad(request):
     method, path, body, status, _ = request
     return _call(port, method, path, body)[0] == status
 
   with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
-    goods = [pool.submit(send_good, i) for i in range(len(samples))]
+    goods = [pool.submit(send_good, i) for i in range(len(pairs))]
     bads = [pool.submit(send_bad, request) for request in bad]
     assert all(f.result(timeout=TIMEOUT) for f in bads)
-    for future, (image, hole) in zip(goods, samples):
+    for future, (image, hole) in zip(goods, pairs):
       status, body = future.result(timeout=TIMEOUT)
       assert status == 200, body
       assert base64.b64decode(body["predictions"][0]["b64"]) == _direct(
@@ -241,7 +233,7 @@ def test_clients_are_served_during_and_after_bad_requests(port, loaded):
   status, body = send_good(0)
   assert status == 200, body
   assert base64.b64decode(body["predictions"][0]["b64"]) == _direct(
-      loaded, *samples[0])
+      loaded, *pairs[0])
 
 
 def test_missing_model_is_a_usage_error(tmp_path):
@@ -257,12 +249,13 @@ def test_client_cli_folder_through_the_server(port, loaded, tmp_path):
   images, masks = tmp_path / "images", tmp_path / "masks"
   images.mkdir()
   masks.mkdir()
-  samples = {"a": _sample(50, 70, seed=6), "b": _sample(80, 40, seed=7)}
-  for stem, (image, hole) in samples.items():
-    (images / f"{stem}.png").write_bytes(_png(image))
-    (masks / f"{stem}.png").write_bytes(_png(hole))
-  (images / "c.png").write_bytes(_png(samples["a"][0]))
-  (masks / "c.png").write_bytes(_png(samples["b"][1]))
+  pairs = {"a": samples.sample(50, 70, seed=6),
+           "b": samples.sample(80, 40, seed=7)}
+  for stem, (image, hole) in pairs.items():
+    (images / f"{stem}.png").write_bytes(samples.png(image))
+    (masks / f"{stem}.png").write_bytes(samples.png(hole))
+  (images / "c.png").write_bytes(samples.png(pairs["a"][0]))
+  (masks / "c.png").write_bytes(samples.png(pairs["b"][1]))
   result = subprocess.run(
       [sys.executable, "-m", "serving.client", f"--image={images}",
        f"--mask={masks}", f"--output={tmp_path / 'out'}",
@@ -272,7 +265,7 @@ def test_client_cli_folder_through_the_server(port, loaded, tmp_path):
   assert "2 image(s) written, 1 failed" in result.stdout
   assert "c.png: 400: mask_bytes[0] is 80x40 but image_bytes[0] is 50x70" \
       in result.stdout
-  for stem, (image, hole) in samples.items():
+  for stem, (image, hole) in pairs.items():
     written = (tmp_path / "out" / f"{stem}.png").read_bytes()
     assert written == _direct(loaded, image, hole)
 

@@ -332,7 +332,7 @@ def test_keys_are_relative_to_the_glob_folder():
 
 
 _SPLITS_OF_4000_KEYS = (
-    "from pipeline import preprocess\n"
+    "from pipeline import transforms\n"
     "print(''.join(transforms.split_of(f'img{i}.jpg', 0.1, 0.2)[:2] "
     "for i in range(4000)))")
 

@@ -20,7 +20,7 @@ import conftest
 import numpy as np
 from PIL import Image
 import pytest
-
+import samples
 
 from serving import processes
 from serving import web
@@ -92,8 +92,7 @@ def page_url(request):
 
 def _photo(tmp_path, height=HEIGHT, width=WIDTH, name="photo.png"):
   """Random noise: no generator paints it back, so a sent hole shows."""
-  image = np.random.default_rng(0).integers(0, 256, (height, width, 3),
-                                            dtype=np.uint8)
+  image = samples.noise(height, width)
   path = tmp_path / name
   Image.fromarray(image).save(path)
   return image, str(path)

@@ -1,4 +1,4 @@
-"""The TFRecord schema and the tf.data reader: the only module that knows feature names.
+"""The TFRecord schema and the tf.data reader: the one module knowing features.
 
 A data_dir is what `python -m pipeline.preprocess` writes: gzip TFRecords of
 tf.train.Example under images/ and masks/, manifest.json, rejected.jsonl; the

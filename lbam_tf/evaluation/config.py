@@ -1,12 +1,13 @@
 """EvalConfig: every option of the evaluation, with its default, in one place.
 
-Exists so that the command line (`lbam_tf.evaluate`, whose flag defaults are
-read from these fields) and code calling `runner.run` agree, and so that bad
-values are refused before images are read or models loaded.
+Exists so that the command line (`lbam_tf.evaluate`, whose flags are these
+fields, with their defaults and help) and code calling `runner.run` agree,
+and so that bad values are refused before images are read or models loaded.
 """
 
 import dataclasses
 
+from lbam_tf import cli
 from lbam_tf.evaluation import baselines
 from lbam_tf.evaluation import metrics
 from lbam_tf.images import polarity as polarity_rule
@@ -17,23 +18,59 @@ SPLITS = ("test", "val")
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-  """The evaluation's options; field names are the flag names."""
-  model: str | None = None
-  ablation: tuple | list | None = None
-  data_dir: str | None = None
-  split: str = "test"
-  image_dir: str | None = None
-  mask_dir: str | None = None
-  mask_polarity: str = "white"
-  output_dir: str = "eval"
-  num_images: int = 120
-  seed: int = 0
-  crop_size: int = 256
-  batch_size: int = 8
-  num_examples: int = 4
-  baselines: tuple | list = baselines.METHODS
-  baseline_radius: int = 5
-  inception_weights: str | None = None
+  """The evaluation's options; field names are the flag names, and each
+  field's help is its flag's."""
+  model: str | None = cli.option(
+      None, "What to evaluate: a SavedModel directory with an "
+      "`inpaint_tensor` signature (serving.export), a training model_dir, or "
+      "a .weights.h5 / .keras / .pth / .npz file. Give this or --ablation.")
+  ablation: tuple | list | None = cli.option(
+      None, "Comma-separated model directories (or any --model kinds) "
+      "evaluated side by side on the same pairs, one column each: the "
+      "paper's Table 2. Replaces --model.")
+  data_dir: str | None = cli.option(
+      None, "Output folder of `python -m pipeline.preprocess`: its test "
+      "images and test masks are read. Give this or --image_dir with "
+      "--mask_dir.")
+  split: str = cli.option(
+      "test", "With --data_dir: the image split. Masks always come from the "
+      "test masks.", choices=SPLITS)
+  image_dir: str | None = cli.option(
+      None, "A folder of ground-truth images (png, jpg, ...) instead of "
+      "--data_dir.")
+  mask_dir: str | None = cli.option(
+      None, "A folder of mask images, paired with --image_dir images by the "
+      "seed (not by name); masks outside the bins (0.01, 0.6] are dropped.")
+  mask_polarity: str = cli.option(
+      "white", "Which colour marks holes in --mask_dir files: white (the "
+      "reference code's and the pipeline's masks) or black (NVIDIA's "
+      "irregular mask zip).", choices=polarity_rule.POLARITIES)
+  output_dir: str = cli.option(
+      "eval", "Folder (created) for results.md/.json/.csv and the PNGs.")
+  num_images: int = cli.option(
+      120, "How many images to evaluate (0 = all). On 2 CPU cores the "
+      "generator takes about 0.5 s per 256x256 image.")
+  seed: int = cli.option(
+      0, "Seed of the image-mask pairing: the same seed gives the same "
+      "table.")
+  crop_size: int = cli.option(
+      256, "Images are resized (shorter side) and centre-cropped to this "
+      "square size, masks resized to it (nearest); metrics are computed at "
+      "this size. The paper uses 256.")
+  batch_size: int = cli.option(
+      8, "Pairs per generator call; lower it if memory runs out.")
+  num_examples: int = cli.option(4, "Rows per bin in the grid PNGs.")
+  baselines: tuple | list = cli.option(
+      baselines.METHODS, "Classical methods scored beside the model(s), "
+      f"from {list(baselines.METHODS)}. PatchMatch takes seconds per "
+      "256x256 image on a CPU; leave it out for quick runs.")
+  baseline_radius: int = cli.option(
+      5, "Neighbourhood radius in pixels for Telea and Navier-Stokes.")
+  inception_weights: str | None = cli.option(
+      None, "A Keras InceptionV3 weights file without the top (e.g. "
+      "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5) to also "
+      "report FID over all pairs. Without it FID is skipped (it cannot be "
+      "downloaded here).")
 
   @property
   def model_paths(self):

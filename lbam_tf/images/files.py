@@ -2,8 +2,8 @@
 
 `python -m lbam_tf.inpaint` and `python -m serving.client` take the same
 `--image`, `--mask`, `--output` arguments, each a file or a folder; this module
-defines those flags, turns their values into a list of jobs and reports the
-outcome.
+declares those options (`FileOptions`), turns their values into a list of jobs
+and reports the outcome.
 It does not import TensorFlow, so the REST client starts in a fraction of a
 second.
 
@@ -15,12 +15,28 @@ Example:
 import dataclasses
 import os
 
-from absl import flags
 from tqdm import tqdm
+
+from lbam_tf import cli
 
 #: File name endings listed as images. Readers decide what they can decode
 #: (inpaint: tf.io.decode_image; evaluate: lbam_tf.images.decode with Pillow).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".jxl")
+
+
+@dataclasses.dataclass
+class FileOptions:
+  """--image, --mask and --output, alike in every batch command line: the
+  first fields of `lbam_tf.inpaint.Config` and `serving.client.Config`."""
+  image: str | None = cli.option(
+      None, "An image file, or a folder of images.", required=True)
+  mask: str | None = cli.option(
+      None, "A mask file (used for every image when --image is a folder), "
+      "or a folder with one mask per image, matched by file name stem.",
+      required=True)
+  output: str | None = cli.option(
+      None, "The output PNG for one image, or a folder (created) receiving "
+      "<stem>.png per image.", required=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,20 +120,6 @@ def plan(image, mask, output):
   if not jobs and not problems:
     raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {image}")
   return jobs, problems
-
-
-def define_flags():
-  """Defines --image, --mask and --output, alike in every batch CLI."""
-  flags.DEFINE_string("image", None, "An image file, or a folder of images.")
-  flags.DEFINE_string(
-      "mask", None,
-      "A mask file (used for every image when --image is a folder), or a "
-      "folder with one mask per image, matched by file name stem.")
-  flags.DEFINE_string(
-      "output", None,
-      "The output PNG for one image, or a folder (created) receiving "
-      "<stem>.png per image.")
-  flags.mark_flags_as_required(["image", "mask", "output"])
 
 
 def report(written, failures):

@@ -1,31 +1,15 @@
 """Inpainting at any size from encoded files or tensors: the serving rules.
 
-`InpaintModule` is the one implementation of the serving rules; the CLI calls
-it directly and `serving.export` saves it as the SavedModel's signatures, so
-files and requests are treated alike:
-- `serve_bytes` (`serving_default` in the export): `image_bytes` string [B]
-  (any format `tf.io.decode_image` reads: JPEG, PNG, GIF, BMP, WebP, JPEG XL),
-  `mask_bytes` string [B] (grey, RGB or RGBA; the hole colour is bright unless
-  `mask_polarity` says "black"; thresholded at 0.5), optional `mask_polarity`
-  string, a scalar (default "white") or one value per image -> `image_bytes`
-  string [B] of PNGs. Per-image values let TF Serving's server-side batching,
-  which concatenates every input along dimension 0, batch requests that send
-  it. Images of any size are reflect-padded to a multiple of 128, inpainted,
-  cropped back and composited, so known pixels come back bit-exact. A batch
-  may mix sizes: same-size batches run as one generator call, mixed ones
-  image by image.
-- `inpaint_tensor`: `image` float32 [B, H, W, 3] in [0, 1], `mask` float32
-  [B, H, W, 1] (1 = known, thresholded at 0.5) -> `image` float32
-  [B, H, W, 3], composited.
-
-Bad input (undecodable bytes, mask and image sizes that differ, batch sizes
-that differ, an empty batch, an unknown polarity, images above `max_pixels`,
-requests above `max_images` or `max_request_pixels`) fails with
-INVALID_ARGUMENT and a message naming the value and the remedy. Sizes are
-read from the files' headers (PNG IHDR, JPEG SOF, GIF screen, BMP, WebP and
-JPEG XL size fields) and checked before anything is decoded, in the graph, so
-that TF Serving gets the same guard: a small file declaring a huge image never
-allocates it.
+`InpaintModule` is their one implementation: the CLI calls it directly and
+`serving.export` saves it as the SavedModel's signatures, so files and
+requests are treated alike. `serve_bytes` (`serving_default`): image and mask
+files, string [B], to PNGs; `inpaint_tensor`: float images and masks (1 =
+known) to composited images. Any size is reflect-padded to a multiple of 128
+and cropped back; known pixels come back bit-exact. Bad input fails with
+INVALID_ARGUMENT naming the value and the remedy, checked in the graph (sizes
+from the file headers, before decoding) so that TF Serving gets the same
+guard. Inputs, limits and errors: README.md, "Export" and "Limits and bad
+input"; why: BUILD_NOTES.md, "Serving".
 """
 
 import os

@@ -1,27 +1,12 @@
 """The LBAM critic: the reference's two-column discriminator as a WGAN critic.
 
-The reference's `DiscriminatorDoubleColumn` (REFERENCE_IMPLEMENTATION.md) has
-a global column that sees the known region x * M and a local column that sees
-the hole region x * (1 - M); each is six 4x4 stride-2 convolutions (with bias,
-3 -> 64 -> 128 -> 256 -> 512 -> 512 -> 512, normalisation after convs 2..6,
-LeakyReLU 0.2 after each). The two 512-channel maps are concatenated and a 4x4
-convolution 1024 -> 1 gives the score. Three changes make it a WGAN-GP critic
-that works at any crop that is a multiple of 128, with the same 22,316,417
-trainable parameters:
-
-- no sigmoid: the score is linear (a WGAN critic must not saturate);
-- the concatenated map is average-pooled to 4x4 ("adaptive" pooling, as
-  PyTorch's `adaptive_avg_pool2d`) before the 4x4 score convolution, which then
-  acts as one linear layer on 4x4x1024 features. At 256x256 the map is already
-  4x4 and the pooling is the identity, so the score is the reference's logit;
-  at 512 each cell averages a 2x2 block; at 128 each of the 2x2 cells is
-  repeated over a 2x2 block, so every kernel tap is used at every size;
-- by default layer normalisation (`GroupNormalization(groups=1)`: statistics
-  over H, W, C per sample, a scale and offset per channel, so the same
-  parameters as BatchNorm) instead of BatchNorm: the gradient penalty is a
-  per-sample gradient norm, which BatchNorm's coupling across the batch makes
-  meaningless (Gulrajani et al. 2017, section 4). `normalization="batch"`
-  gives the reference's BatchNorm.
+The reference's `DiscriminatorDoubleColumn` (docs/reference.md#critic), with
+its 22,316,417 trainable parameters, changed in three ways so that it is a
+WGAN-GP critic at any crop that is a multiple of 128: a linear score (no
+sigmoid), the concatenated map average-pooled to 4x4 before the score
+convolution (the identity at 256x256), and layer normalisation by default
+(`normalization="batch"` gives the reference's BatchNorm). Why each:
+BUILD_NOTES.md, "Model and conversion".
 """
 
 import keras

@@ -1,27 +1,11 @@
 """The LBAM generator: a functional U-Net with bidirectional attention maps.
 
 Layer names follow the reference PyTorch modules (github.com/Vious/LBAM_Pytorch;
-names and shapes in `lbam_state_dict.json`), so that converting a checkpoint is
-a table lookup. Keras weight `path`s are `<layer>/<weight>`:
-
-  reference parameter                          Keras weight (layout)
-  ecK.conv.conv.weight        (out,in,4,4)     ecK/kernel            (4,4,in,out)
-  ecK.conv.maskConv.weight    (out,in,4,4)     ecK/mask_kernel       (4,4,in,out)
-  ecK.conv.activationFuncG_A.a / mu            ecK/g_a/a, ecK/g_a/mu        ()
-  ecK.conv.activationFuncG_A.sigma1 / sigma2   ecK/g_a/gamma_l, ecK/g_a/gamma_r
-  ecK.bn.weight / bias                         ecK/bn/gamma, ecK/bn/beta
-  ecK.bn.running_mean / running_var            ecK/bn/moving_mean, .../moving_variance
-  ecK.bn.num_batches_tracked                   (none; only counts batches)
-  reverseConvK.reverseMaskConv.weight          reverse_convK/mask_kernel (4,4,in,out)
-  reverseConvK.activationFuncG_A.*             reverse_convK/g_a/* as for ecK
-  dcK.conv.weight             (in,out,4,4)     dcK/kernel            (4,4,out,in)
-  dcK.bn.*                                     dcK/bn/* as for ecK
-  dc7.weight                  (in,out,4,4)     dc7/kernel            (4,4,out,in)
-
-K runs 1..7 for ec, 1..6 for reverse_conv and dc. Every kernel is the PyTorch
-tensor transposed by (2, 3, 1, 0), without a spatial flip. BatchNorm exists in
-ec2..ec7 and dc1..dc6 of the "original_bn" variant only. `REFERENCE_LAYERS`
-below gives the module-to-layer names as data.
+docs/reference.md#checkpoint-names), so that converting a checkpoint is a
+table lookup: `REFERENCE_LAYERS` below maps the module names,
+`lbam_tf.weights.reference_names._WEIGHT_NAMES` the weight names, and Keras
+weight paths are `<layer>/<weight>`. Layouts and why: BUILD_NOTES.md, "Model
+and conversion".
 """
 
 import keras

@@ -1,25 +1,12 @@
 """Starting weights for a generator trained from scratch.
 
-The reference initialises every convolution with N(0, 0.02). Under it the
-attention maps start far from their working point: a mask filter of N(0, 0.02)
-answers about 0 on a fully known patch, g_A(0) with mu = 2 is
-1.1 * exp(-4) = 0.02, so each of the seven encoder blocks multiplies its
-signal by about 0.02 and the fresh generator outputs a flat 0.5 in every hole
-(BUILD_NOTES.md, "Training that learns"). Learning has to climb out of that
-before it can use the context.
-
-"neutral_attention" starts where the paper's maps mean something:
-- a forward mask filter answers mu on a fully known patch, so g_A starts at
-  its peak a there and falls towards g_A(0) over holes; the filter's input on
-  a known patch is 1 for ec1 and g_M(mu) = mu^0.8 for the blocks after it;
-- a reverse mask filter answers its mu on a fully missing patch (its input is
-  1 - M, and g_M(1) = 1 at every level);
-- each mask filter gets +-10 % uniform noise, so its output channels differ;
-- feature filters are He-normal for the LeakyReLU(0.2) that follows them, with
-  the fan-in each output pixel really sees (16 C_in for the stride-2
-  convolutions, 4 C_in for the stride-2 transposed ones).
-`dc7` keeps PyTorch's default, as in the reference. g_A's scalars keep the
-paper's starting values.
+Under the reference's N(0, 0.02) a mask filter answers about 0 and g_A(0) is
+0.02, so each encoder block scales its signal by 0.02 and a fresh generator
+fills every hole with a flat 0.5. "neutral_attention" starts each mask filter
+where g_A peaks (forward: on known patches; reverse: on missing ones), with
++-10 % noise, and the feature filters He-normal for their LeakyReLU(0.2);
+`dc7` and g_A's scalars stay the reference's. The exact rules, the diagnosis
+and the A/B runs: BUILD_NOTES.md, "Training that learns".
 """
 
 import numpy as np

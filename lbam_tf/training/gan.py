@@ -1,31 +1,12 @@
 """The LBAM GAN as a `keras.Model` whose `train_step` runs WGAN-GP.
 
-One `train_step` is the reference's schedule: `critic_steps` critic updates
-(default 1), then one generator update, on the same batch. The generator runs
-forward once per step; the critic sees its output with the gradient stopped,
-and the generator's adversarial term sees the critic after its update, as in
-the reference.
-
-`reconstruction_only` (set before `fit`, read when the step is traced) makes
-the step a warm-up step: the L1 hole and valid terms alone, no critic update,
-no VGG. The warm-up of Iizuka et al., "Globally and Locally Consistent Image
-Completion" (SIGGRAPH 2017, section 3.2: the completion network is trained
-with the reconstruction loss alone before the adversarial loss is added);
-`lbam_tf.train --warmup_steps` uses it.
-
-Work the reference wastes and this step does not: the ground truth's VGG
-features and Gram matrices are computed once, outside any gradient tape; the
-output and the composite go through VGG in one batched call; the critic scores
-real and fake images in one batched call; the critic's part of the step is not
-recorded on the generator's tape.
-
-Distribution: every loss is summed per example and divided by the *global*
-batch (`losses.scale_to_global_batch`); the optimizers all-reduce (sum) the
-gradients, so N replicas take the same step as one device. The gradient
-penalty's U(0, 1) weights are drawn statelessly from (seed, step) for the
-whole global batch and sliced per replica, so they too do not depend on the
-number of replicas. Logged values are all-reduced, so they are global-batch
-means.
+One `train_step` is the reference's schedule on one batch: `critic_steps`
+critic updates, then one generator update, the generator run forward once.
+`reconstruction_only` makes it a warm-up step (L1 terms alone, no critic, no
+VGG; `lbam_tf.train --warmup_steps`). Losses are scaled to the global batch,
+so N replicas take the one-device step. The schedule, the work removed from
+the step and the scaling rules: BUILD_NOTES.md, "Training"; the warm-up:
+"Training that learns".
 
 Example:
 

@@ -1,25 +1,11 @@
 """Trains LBAM's generator and critic with WGAN-GP from a `TrainConfig`.
 
 `train(config)` is the whole run, callable in-process; `python -m
-lbam_tf.train` is its command line. Everything lives in config.model_dir (a
-contract that lbam_tf.weights.model_io, evaluation and export read):
-
-  config.json               the TrainConfig of the run
-  checkpoint, ckpt-N.*      tf.train.CheckpointManager: step, generator,
-                            critic, generator_optimizer, critic_optimizer
-  generator.weights.h5      the generator at the end of the run
-  train/, val/              TensorBoard logs
-
-A model_dir with checkpoints is resumed from its latest. SIGTERM saves a
-checkpoint, then raises `monitor.Terminated`; SIGKILL loses at most the steps
-since the last save. A NaN or Inf loss raises FloatingPointError naming the
-step and the term and keeps the last good checkpoint; so does a NaN or Inf
-weight found before a save. A run that cannot start (bad values for this data,
-model_dir or machine) raises ValueError before anything is written; an empty
-val split only turns validation off. On a cluster only the chief writes
-model_dir (every worker reads it to resume); the others write to temporary
-folders, removed at the end, and a SIGTERM to any worker makes every worker
-save the same step and stop (TF's PreemptionCheckpointHandler).
+lbam_tf.train` is its command line. It writes only config.model_dir (resumed
+from its latest checkpoint) and raises instead of exiting: ValueError
+(refused, nothing written), FloatingPointError (NaN/Inf, the last good
+checkpoint kept), `monitor.Terminated` (SIGTERM, saved). The model_dir
+layout, the stop rules and the cluster's: BUILD_NOTES.md, "Training".
 
 The recipe, in sections: strategy, data, model, callbacks, fit.
 """

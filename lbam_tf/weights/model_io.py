@@ -1,18 +1,11 @@
 """One function that loads a generator from whatever the user points at.
 
-Inference, export and evaluation take a single `--weights`-style path; this
-module decides what it is:
-- a training model_dir: `config.json` (variant, ablation) plus TF checkpoints
-  written by `tf.train.CheckpointManager`, else its `generator.weights.h5`;
-- a `.weights.h5` file: variant and ablation from a `config.json` beside it
-  (written by `lbam_tf.convert` and by training; arguments must agree with
-  it), else from the arguments, else the variant the file's BatchNorm weights
-  show and no ablation;
-- a `.keras` file: the whole model, configuration included;
-- a `.pth` or `.npz` reference checkpoint: converted on the fly.
-
-It owns `config.json`: `write_config` (training's flags, convert's variant
-and ablation) and `read_config`.
+Inference, export and evaluation take a single `--weights`-style path (a
+training model_dir, a `.weights.h5` or `.keras` file, a `.pth` or `.npz`
+reference checkpoint) and this module decides what it is. It also owns
+`config.json` (`write_config`, `read_config`). What each path gives: README.md,
+"Using the authors' checkpoint"; the rules: BUILD_NOTES.md, "Model and
+conversion".
 
 Example:
 

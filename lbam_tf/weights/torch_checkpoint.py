@@ -1,32 +1,12 @@
 """Reads PyTorch `.pth` checkpoints into numpy, without PyTorch or running code.
 
-A `.pth` is a pickle, and unpickling can call any importable function. This
-reader uses a restricted unpickler: the only globals it resolves are the few a
-state dict needs (an OrderedDict, the tensor rebuild functions, the storage
-types), each mapped to a small function here that builds a numpy array from the
-storage bytes. Any other global, `os.system` included, stops the load with an
-error naming it.
-
-Nothing the file declares is trusted, so a small hostile file can neither
-run code nor make the reader hang or exhaust memory:
-- only a regular file is opened (a FIFO would block);
-- the pickle's opcodes are checked before it runs: a memo index beyond the
-  opcode count would make the unpickler allocate a table of that size;
-- BUILD may change only the dicts the pickle itself made, never the reader's
-  own objects;
-- each object is visited once, so shared references stay shared instead of
-  multiplying (lists of lists of lists grow exponentially when walked);
-- zip members may not overlap or expand more than _MAX_EXPANSION times, and
-  only the bytes the tensors need are read;
-- a tensor's strides and offset must keep it inside its storage, and all
-  tensors together hold at most _MAX_VIEW_FACTOR times their storages' bytes.
-Any other failure on a corrupt file is a ValueError naming the file.
-
-Both of PyTorch's layouts are read:
-- the zip format (PyTorch >= 1.6): `<name>/data.pkl` plus one raw file per
-  storage, `<name>/data/<key>`;
-- the legacy format: magic number, protocol, system info, the pickle, the list
-  of storage keys, then each storage as an int64 element count and raw bytes.
+A `.pth` is a pickle, and unpickling can call any importable function, so a
+restricted unpickler resolves only the globals a state dict needs; any other
+stops the load, naming it. Nothing the file declares is trusted: a small
+hostile file can neither run code nor make the reader hang or exhaust memory,
+and a corrupt one is a ValueError naming the file. Both of PyTorch's layouts
+(zip and legacy) are read. The checks, the limits and both layouts:
+BUILD_NOTES.md, "Hostile and unlucky input".
 
 Example:
 
