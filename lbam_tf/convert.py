@@ -6,8 +6,8 @@ Convert the released checkpoint once:
         --output pretrained/lbam.weights.h5
 
 which writes `pretrained/config.json` (variant, ablation) beside it for
-`lbam_tf.weights.model_io.load_generator`. `--to_reference` goes the other way, from
-anything `load_generator` accepts to an `.npz` of reference names.
+`lbam_tf.weights.model_io.load_generator`. `--to_reference` goes the other
+way, from anything `load_generator` accepts to an `.npz` of reference names.
 
 This module is the command line; the names, layouts and tables are
 `lbam_tf.weights.reference_names`, which `model_io` uses too:
@@ -77,10 +77,13 @@ def run(config):
   """
   if config.to_reference:
     generator = model_io.load_generator(config.input)
-    np.savez(config.output, **reference_names.generator_to_torch_state_dict(generator))
-    return f"wrote {config.output} ({reference_names.generator_options(generator)})"
+    np.savez(config.output,
+             **reference_names.generator_to_torch_state_dict(generator))
+    options = reference_names.generator_options(generator)
+    return f"wrote {config.output} ({options})"
   generator = reference_names.generator_from_torch_state_dict(
-      reference_names.load_state_dict_file(config.input), ablation=config.ablation)
+      reference_names.load_state_dict_file(config.input),
+      ablation=config.ablation)
   options = reference_names.generator_options(generator)
   directory = os.path.dirname(os.path.abspath(config.output))
   os.makedirs(directory, exist_ok=True)

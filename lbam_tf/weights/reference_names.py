@@ -9,9 +9,9 @@ become Keras layouts by the same transpose (2, 3, 1, 0), with no spatial
 flip, because TF's conv2d and conv2d_transpose correlate with the kernel
 exactly as PyTorch's do.
 
-This is the library; `lbam_tf.weights.model_io` loads `.pth`/`.npz` files with it and
-`python -m lbam_tf.convert` (the command line, which also re-exports these
-functions as `convert.*`) writes converted weights. It imports neither.
+This is the library; `lbam_tf.weights.model_io` loads `.pth`/`.npz` files
+with it and `python -m lbam_tf.convert` (the command line) writes converted
+weights. It imports neither.
 
 Example:
 
