@@ -36,6 +36,7 @@ import tensorflow as tf  # noqa: E402
 
 from bench import timing  # noqa: E402
 from lbam_tf import cli  # noqa: E402
+from lbam_tf.inference import module as inference  # noqa: E402
 from lbam_tf.inference import signatures  # noqa: E402
 from lbam_tf.weights import model_io  # noqa: E402
 from lbam_tf.weights import reference_names  # noqa: E402
@@ -224,7 +225,7 @@ def main(argv):
     for precision in precisions:
       model = model_io.with_dtype_policy(
           generator, model_io.PRECISION_POLICIES[precision])
-      signature = tf.saved_model.load(os.path.join(
+      signature = inference.Export(os.path.join(
           tmp, precision, "lbam", "1")).signatures[
               signatures.SERVING_SIGNATURE]
       for size in sizes:

@@ -19,11 +19,12 @@ from absl import app  # noqa: E402
 from lbam_tf import cli  # noqa: E402
 from lbam_tf.images import files as image_files  # noqa: E402
 from lbam_tf.images import polarity as polarity_rule  # noqa: E402
+from lbam_tf.inference import hd  # noqa: E402
 from lbam_tf.inference import module as inference  # noqa: E402
 
 
 @dataclasses.dataclass
-class Config(image_files.FileOptions):
+class Config(image_files.FileOptions, hd.HdOptions):
   """One run of the command line, as plain values (the flags, or a test's):
   --image, --mask, --output and these."""
   model: str | None = cli.option(
@@ -38,8 +39,13 @@ class Config(image_files.FileOptions):
       4, "Images per generator call in folder mode; images of different "
       "sizes in one batch run one by one.")
   max_pixels: int = cli.option(
-      inference.DEFAULT_MAX_PIXELS, "Largest height*width accepted; bigger "
-      "images are reported and skipped.")
+      inference.DEFAULT_MAX_PIXELS, "Largest height*width of a photo; "
+      "bigger ones are reported and skipped. Not for an export, which keeps "
+      "the limit it was exported with.")
+  max_generator_pixels: int = cli.option(
+      inference.DEFAULT_MAX_GENERATOR_PIXELS, "Most pixels one generator "
+      "call runs on (what bounds memory); --hd_strategy original on a "
+      "larger photo is refused. Not for an export, which keeps its own.")
 
   def check(self):
     """Raises ValueError naming the bad value and what to do instead."""
@@ -47,7 +53,8 @@ class Config(image_files.FileOptions):
       if not getattr(self, name):
         raise ValueError(f"--{name} is required")
     polarity_rule.check(self.mask_polarity)
-    for name in ("batch_size", "max_pixels"):
+    self.check_hd()
+    for name in ("batch_size", "max_pixels", "max_generator_pixels"):
       if getattr(self, name) < 1:
         raise ValueError(f"--{name} {getattr(self, name)} must be at least 1")
     image_files.plan(self.image, self.mask, self.output)
@@ -58,8 +65,10 @@ def run(config):
   image failed, else 0)."""
   jobs, problems = image_files.plan(config.image, config.mask, config.output)
   written, failures = inference.inpaint_files(
-      inference.load(config.model, config.max_pixels), jobs,
-      config.batch_size, config.mask_polarity)
+      inference.load(config.model, config.max_pixels,
+                     config.max_generator_pixels), jobs,
+      config.batch_size, config.mask_polarity,
+      hd=inference.hd_inputs(**config.hd_given()))
   return image_files.report(written, problems + failures)
 
 

@@ -28,6 +28,7 @@ import tensorflow as tf  # noqa: E402
 from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
 
 from lbam_tf import cli  # noqa: E402
+from lbam_tf.inference import hd  # noqa: E402
 from lbam_tf.inference import module as inference  # noqa: E402
 from lbam_tf.inference.signatures import SERVING_SIGNATURE  # noqa: E402
 from lbam_tf.inference.signatures import TENSOR_SIGNATURE  # noqa: E402
@@ -197,7 +198,9 @@ def _replace(source, target):
 def export(generator, export_dir, max_pixels=DEFAULT_MAX_PIXELS,
            warmup_sizes=(256,), overwrite=False,
            max_images=DEFAULT_MAX_IMAGES,
-           max_request_pixels=DEFAULT_MAX_REQUEST_PIXELS, precision="float32"):
+           max_request_pixels=DEFAULT_MAX_REQUEST_PIXELS, precision="float32",
+           max_generator_pixels=inference.DEFAULT_MAX_GENERATOR_PIXELS,
+           **hd_options):
   """Saves `generator` with both signatures and warm-up requests.
 
   The export is written to a hidden sibling folder (TF Serving ignores
@@ -207,13 +210,16 @@ def export(generator, export_dir, max_pixels=DEFAULT_MAX_PIXELS,
   Args:
     generator: a model from `build_generator` (or `model_io.load_generator`).
     export_dir: `<model_base_path>/<version>`.
-    max_pixels: the largest H * W a request may send.
+    max_pixels: the largest H * W of a photo a request may send.
     warmup_sizes: square sizes of the warm-up requests; empty for none.
     overwrite: replace an earlier export at `export_dir`.
     max_images: the most images per request.
     max_request_pixels: the most pixels per request, all images together.
     precision: a key of `model_io.PRECISION_POLICIES`: the dtype the
       generator's weights and arithmetic use inside the SavedModel.
+    max_generator_pixels: the most pixels one generator call runs on.
+    **hd_options: hd_strategy, crop_margin, resize_limit, crop_trigger: the
+      signatures' defaults (`lbam_tf.inference.hd`).
 
   Returns:
     `export_dir`.
@@ -230,8 +236,10 @@ def export(generator, export_dir, max_pixels=DEFAULT_MAX_PIXELS,
   staging = _sibling(target, "tmp")
   os.mkdir(staging)
   try:
-    module = inference.InpaintModule(generator, max_pixels, max_images,
-                                     max_request_pixels)
+    module = inference.InpaintModule(
+        generator, max_pixels=max_pixels,
+        max_generator_pixels=max_generator_pixels, max_images=max_images,
+        max_request_pixels=max_request_pixels, **hd_options)
     tf.saved_model.save(module, staging, signatures=module.signatures())
     if warmup_sizes:
       write_warmup_requests(staging, warmup_sizes)
@@ -245,8 +253,9 @@ def export(generator, export_dir, max_pixels=DEFAULT_MAX_PIXELS,
 
 
 @dataclasses.dataclass
-class Config:
-  """One export, as plain values (the flags, or a test's choice)."""
+class Config(hd.HdOptions):
+  """One export, as plain values (the flags, or a test's choice); the
+  high-resolution options become the signatures' defaults."""
   weights: str | None = cli.option(
       None, "What to export: a training model_dir, a .weights.h5 (with a "
       "config.json beside it for non-default variants), a .keras file, or "
@@ -261,9 +270,14 @@ class Config:
   ablation: str | None = cli.option(
       None, "Generator ablation, as for --variant.")
   max_pixels: int = cli.option(
-      DEFAULT_MAX_PIXELS, "Largest height*width a request may send; larger "
-      "ones get INVALID_ARGUMENT instead of exhausting the server's memory. "
-      "Checked from each file's header, before decoding.")
+      DEFAULT_MAX_PIXELS, "Largest height*width of a photo a request may "
+      "send; larger ones get INVALID_ARGUMENT before anything is decoded "
+      "(checked from each file's header).")
+  max_generator_pixels: int = cli.option(
+      inference.DEFAULT_MAX_GENERATOR_PIXELS, "Most pixels one generator "
+      "call runs on (its padded input, all images of the call): what bounds "
+      "a request's memory. --hd_strategy crop and resize stay under it; "
+      "original on a larger photo is refused.")
   max_images: int = cli.option(
       DEFAULT_MAX_IMAGES, "Most images per request (under TF Serving's "
       "batching: per merged batch, so at least its max_batch_size).")
@@ -300,6 +314,10 @@ class Config:
       if not str(size).isdigit() or int(size) < 1:
         raise ValueError(f"--warmup_sizes {size!r} is not a positive "
                          "integer: give square sizes such as 256,512")
+    if self.max_generator_pixels < 1:
+      raise ValueError(f"--max_generator_pixels {self.max_generator_pixels} "
+                       "must be at least 1")
+    self.check_hd()
     check_export_dir(self.export_dir, self.overwrite)
 
 
@@ -309,7 +327,8 @@ def run(config):
                                       ablation=config.ablation)
   export(generator, config.export_dir, config.max_pixels,
          [int(size) for size in config.warmup_sizes], config.overwrite,
-         config.max_images, config.max_request_pixels, config.precision)
+         config.max_images, config.max_request_pixels, config.precision,
+         config.max_generator_pixels, **config.hd_resolved())
   return (f"exported {config.weights} to {config.export_dir} in "
           f"{config.precision} (signatures {SERVING_SIGNATURE}, "
           f"{TENSOR_SIGNATURE})")

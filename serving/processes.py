@@ -70,6 +70,13 @@ def wait_until_answers(port, is_alive, model_name="lbam", timeout=180):
 
 @contextlib.contextmanager
 def subprocess_server(model_base_path, log, args=(), timeout=180):
+  """`serving_process`, yielding the port alone."""
+  with serving_process(model_base_path, log, args, timeout) as (port, _):
+    yield port
+
+
+@contextlib.contextmanager
+def serving_process(model_base_path, log, args=(), timeout=180):
   """`serving.local_server` in a child process on a free loopback port.
 
   For tests and benchmarks, which must measure or probe a real server and
@@ -83,8 +90,8 @@ def subprocess_server(model_base_path, log, args=(), timeout=180):
     timeout: seconds to wait for the first answer.
 
   Yields:
-    The port, once GET /v1/models/lbam answers. On exit the child is
-    terminated, and killed if it has not stopped 20 s later.
+    (port, subprocess.Popen), once GET /v1/models/lbam answers. On exit the
+    child is terminated, and killed if it has not stopped 20 s later.
 
   Raises:
     RuntimeError: the child exited, or did not answer within `timeout`; the
@@ -103,7 +110,7 @@ def subprocess_server(model_base_path, log, args=(), timeout=180):
       with open(log.name) as f:
         tail = f.read()[-2000:]
       raise RuntimeError(f"{error}; {log.name} ends:\n{tail}") from None
-    yield port
+    yield port, server
   finally:
     server.terminate()
     try:

@@ -16,6 +16,7 @@ import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
+from lbam_tf.inference import module as inference
 from serving import export
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,7 +36,7 @@ def export_dir(head_weights, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def loaded(export_dir):
-  return tf.saved_model.load(export_dir)
+  return inference.Export(export_dir)
 
 
 def _serve(loaded, images, masks, polarity="white"):
@@ -322,9 +323,9 @@ def test_bfloat16_export_computes_in_bfloat16_with_same_signatures(
   assert set(_heavy_op_dtypes(export_dir)) == {"float32"}
   assert set(_heavy_op_dtypes(str(target))) == {"bfloat16"}
 
-  bf16 = tf.saved_model.load(str(target))
-  for name, signature in loaded.signatures.items():
-    other = bf16.signatures[name]
+  bf16 = inference.Export(str(target))
+  for name, signature in loaded.model.signatures.items():
+    other = bf16.model.signatures[name]
     assert other.structured_input_signature == \
         signature.structured_input_signature
     assert other.structured_outputs == signature.structured_outputs

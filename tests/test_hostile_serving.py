@@ -24,6 +24,7 @@ import pytest
 import samples
 import tensorflow as tf
 
+from lbam_tf.inference import module as inference
 from serving import export
 from serving import processes
 
@@ -141,7 +142,7 @@ from lbam_tf.inference import module as inference
 path, headroom = sys.argv[1], int(sys.argv[2])
 cases = {k: [base64.b64decode(x) for x in v]
          for k, v in json.loads(sys.stdin.read()).items()}
-serve = tf.saved_model.load(path).signatures["serving_default"]
+serve = inference.Export(path).signatures["serving_default"]
 
 def run(images, masks):
   start = time.monotonic()
@@ -199,7 +200,7 @@ def test_bombs_fail_from_the_header_within_a_memory_limit(varied_export):
 
 @pytest.fixture(scope="module")
 def loaded(varied_export):
-  return tf.saved_model.load(os.path.join(varied_export, "1"))
+  return inference.Export(os.path.join(varied_export, "1"))
 
 
 def _serve(loaded, images, masks):
@@ -301,7 +302,7 @@ def test_failed_overwrite_keeps_the_served_version(varied_export, generator,
                   warmup_sizes=(-1,), overwrite=True)
   assert os.listdir(base) == ["1"]  # no half-written or hidden leftovers
   assert _listing(base / "1") == before
-  served = tf.saved_model.load(str(base / "1"))
+  served = inference.Export(str(base / "1"))
   with pytest.raises(tf.errors.InvalidArgumentError,
                      match=f"above the limit of {MAX_PIXELS}:"):
     served.signatures["inpaint_tensor"](image=tf.zeros([1, 130, 130, 3]),
@@ -312,7 +313,7 @@ def test_failed_overwrite_keeps_the_served_version(varied_export, generator,
                 warmup_sizes=(64,), overwrite=True)
   assert os.listdir(base) == ["1"]
   assert os.path.isfile(base / "1" / export.WARMUP_FILE)
-  served = tf.saved_model.load(str(base / "1"))
+  served = inference.Export(str(base / "1"))
   result = served.signatures["inpaint_tensor"](
       image=tf.zeros([1, 130, 130, 3]), mask=tf.ones([1, 130, 130, 1]))
   assert result["image"].shape == (1, 130, 130, 3)

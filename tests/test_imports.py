@@ -216,7 +216,8 @@ BENCHMARKS = ("bench.generator_latency", "bench.learning",
 CONFIGS = sorted({(config_module, config_name) for config_module, config_name,
                   _, _ in ENTRY_POINTS.values()}
                  | {(module, "Config") for module in BENCHMARKS}
-                 | {("lbam_tf.images.files", "FileOptions")})
+                 | {("lbam_tf.images.files", "FileOptions"),
+                    ("lbam_tf.inference.hd", "HdOptions")})
 _HELPERS = {"define_flags", "from_flags", "run_flags"}
 
 

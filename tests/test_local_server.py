@@ -14,6 +14,7 @@ import pytest
 import samples
 import tensorflow as tf
 
+from lbam_tf.inference import module as inference
 from serving import processes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,7 +48,7 @@ def port(varied_export, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def loaded(varied_export):
-  return tf.saved_model.load(os.path.join(varied_export, "1"))
+  return inference.Export(os.path.join(varied_export, "1"))
 
 
 def _b64(data):
@@ -76,7 +77,8 @@ def test_status_and_metadata(port):
   signatures = body["metadata"]["signature_def"]["signature_def"]
   assert set(signatures) == {"serving_default", "inpaint_tensor"}
   assert set(signatures["serving_default"]["inputs"]) == {
-      "image_bytes", "mask_bytes", "mask_polarity"}
+      "image_bytes", "mask_bytes", "mask_polarity", "hd_strategy",
+      "crop_margin", "resize_limit", "crop_trigger"}
   assert set(signatures["inpaint_tensor"]["outputs"]) == {"image"}
 
 
