@@ -15,6 +15,13 @@ The work is done by the package `lbam_tf.evaluation` (`EvalConfig`,
       --output_dir eval/cpu_small
   python -m lbam_tf.evaluate --ablation runs/full,runs/sigmoid \
       --image_dir photos/ --mask_dir nvidia_masks/ --mask_polarity black
+
+At high resolution (--eval_size N: whole photos, long side N; masks drawn at
+each photo's size unless --mask_dir is given), once per --hd_strategy with
+the same seed, so that the strategies are compared on the same pairs:
+
+  python -m lbam_tf.evaluate --model runs/full --image_dir photos/ \
+      --eval_size 2000 --hd_strategy crop --output_dir eval/hd_crop
 """
 
 import os

@@ -5,6 +5,7 @@ calls), never read back from the module under test.
 """
 
 import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -452,3 +453,213 @@ def test_config_check_names_the_bad_value():
     config_lib.EvalConfig(batch_size=0, **good).check()
   with pytest.raises(ValueError, match="'sift' is not one of"):
     config_lib.EvalConfig(baselines=("sift",), **good).check()
+
+
+# High resolution (--eval_size): whole photos of different, odd sizes.
+
+#: (width, height) of the two photos: one below EVAL_SIZE (kept as is), one
+#: above it (its long side resized to EVAL_SIZE).
+PHOTO_SIZES = {"wide.png": (611, 403), "tall.png": (500, 750)}
+EVAL_SIZE = 640
+#: Their sizes (height, width) as scored: 750 -> 640, 500 * 640 / 750 -> 427.
+SCORED_SIZES = {"wide.png": [403, 611], "tall.png": [640, 427]}
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+  """Two PNG photos and a folder of two (square, 128 px) masks."""
+  root = tmp_path_factory.mktemp("photos")
+  image_dir, mask_dir = root / "images", root / "masks"
+  image_dir.mkdir()
+  mask_dir.mkdir()
+  base = _images(1, size=256)[0]
+  arrays = {}
+  for name, (width, height) in PHOTO_SIZES.items():
+    arrays[name] = cv2.resize(base, (width, height),
+                              interpolation=cv2.INTER_CUBIC)
+    cv2.imwrite(str(image_dir / name),
+                cv2.cvtColor(arrays[name], cv2.COLOR_RGB2BGR))
+  for k, ratio in enumerate((0.05, 0.15)):
+    cv2.imwrite(str(mask_dir / f"mask{k}.png"), _hole_mask_picture(ratio))
+  return {"image_dir": str(image_dir), "mask_dir": str(mask_dir),
+          "arrays": arrays}
+
+
+def test_photos_are_resized_whole_and_masks_stretched_to_them(photos):
+  config = config_lib.EvalConfig(model="m", image_dir=photos["image_dir"],
+                                 mask_dir=photos["mask_dir"],
+                                 eval_size=EVAL_SIZE, crop_size=CROP,
+                                 num_images=0).check()
+  pairs, data = pairs_lib.read_photo_pairs(config)
+  assert data["pairs"] == data["images_available"] == 2
+  assert data["eval_size"] == EVAL_SIZE and data["largest_side"] == EVAL_SIZE
+  by_key = {pair.image_key: pair for pair in pairs}
+  # The small photo as decoded; the tall one area-resized, aspect kept.
+  np.testing.assert_array_equal(by_key["wide.png"].image,
+                                photos["arrays"]["wide.png"])
+  np.testing.assert_array_equal(
+      by_key["tall.png"].image,
+      cv2.resize(photos["arrays"]["tall.png"], (427, 640),
+                 interpolation=cv2.INTER_AREA))
+  # The same seed pairs the same masks with the same images as at the crop
+  # size; each mask is stretched to its photo and its ratio counted there.
+  at_crop = pairs_lib.pair_images_with_masks(
+      *pairs_lib.read_inputs(dataclasses.replace(config, eval_size=0))[:2],
+      0, config.seed)[0]
+  assert ({(p.image_key, p.mask_key) for p in pairs}
+          == {(p.image_key, p.mask_key) for p in at_crop})
+  for pair in pairs:
+    assert list(pair.known.shape) == SCORED_SIZES[pair.image_key] + [1]
+    assert set(np.unique(pair.known)) <= {0.0, 1.0}
+    hole = cv2.imread(os.path.join(photos["mask_dir"], pair.mask_key),
+                      cv2.IMREAD_GRAYSCALE) > 127
+    assert pair.hole_ratio == pytest.approx(np.mean(pair.known < 0.5))
+    assert pair.hole_ratio == pytest.approx(hole.mean(), abs=0.01)
+    assert masks_lib.ratio_bin(pair.hole_ratio) == pair.bin
+
+
+def test_eval_size_scores_whole_photos_with_each_hd_strategy(photos,
+                                                             model_dirs,
+                                                             tmp_path):
+  """crop (made to crop: crop_trigger below both photos) and original on
+  the same pairs, masks drawn at each photo's size, Telea and Navier-Stokes
+  beside the model; PatchMatch left out above --patchmatch_max_side."""
+  model_dir, _ = model_dirs[0]
+  common = dict(image_dir=photos["image_dir"], eval_size=EVAL_SIZE,
+                num_images=0, num_examples=1)
+  crop = _evaluate([model_dir], tmp_path / "crop", hd_strategy="crop",
+                   crop_margin=32, crop_trigger=256, patchmatch_max_side=512,
+                   **common)
+  original = _evaluate([model_dir], tmp_path / "original",
+                       hd_strategy="original", baselines=("telea", "ns"),
+                       **common)
+  bins = [masks_lib.bin_label(b) for b in (0, 1)]
+  for results, strategy in ((crop, "crop"), (original, "original")):
+    assert results["methods"] == ["ours", "telea", "ns"]
+    assert results["data"]["pairs"] == len(results["pairs"]) == 2
+    assert results["flags"]["eval_size"] == EVAL_SIZE
+    assert results["flags"]["hd_strategy"] == strategy
+    assert results["data"]["hd_strategy"] == strategy
+    # Two photos, masks drawn in the first two bins, one each.
+    assert {p["image"]: p["size"] for p in results["pairs"]} == SCORED_SIZES
+    assert sorted(p["bin"] for p in results["pairs"]) == bins
+    for pair in results["pairs"]:
+      assert masks_lib.bin_label(masks_lib.ratio_bin(
+          pair["hole_ratio"])) == pair["bin"]
+      for method in results["methods"]:
+        assert 0 < pair["metrics"][method]["psnr"] <= 100
+    for method in results["methods"]:
+      rows = results["table"][method]
+      assert [rows[label]["count"] for label in rows] == [1, 1, 0, 0, 0, 0, 2]
+    markdown = (tmp_path / strategy / "results.md").read_text()
+    assert "| PSNR (dB) | (0.01,0.1] | 1 |" in markdown
+    assert f"--hd_strategy {strategy}" in markdown
+    assert "Navier-Stokes" in markdown
+    with open(tmp_path / strategy / "results.csv") as f:
+      rows = list(csv.DictReader(f))
+    assert len(rows) == 3 * 7
+    assert {(r["eval_size"], r["hd_strategy"]) for r in rows} == {
+        (str(EVAL_SIZE), strategy)}
+    # Examples fitted into squares, whatever the photo's shape: input, mask,
+    # ours, Telea, truth.
+    grid = cv2.imread(str(tmp_path / strategy / "grid_bin0.png"))
+    side = 512
+    assert grid.shape == (24 + side, 5 * side, 3)
+
+  # The same pairs and masks under both strategies: the baselines agree.
+  assert ([{k: p[k] for k in ("image", "mask", "size", "hole_ratio")}
+           for p in crop["pairs"]] ==
+          [{k: p[k] for k in ("image", "mask", "size", "hole_ratio")}
+           for p in original["pairs"]])
+  for method in ("telea", "ns"):
+    assert crop["table"][method] == original["table"][method]
+  # original runs each photo's whole padded frame; crop only boxes of holes.
+  assert original["data"]["generator_pixels_per_photo"] == (
+      512 * 640 + 640 * 512) // 2
+  assert crop["data"]["generator_pixels_per_photo"] > 0
+  assert "PatchMatch: not run" in (tmp_path / "crop" / "results.md"
+                                   ).read_text()
+  assert crop["flags"]["crop_trigger"] == 256
+
+
+class _HdEcho(tf.Module):
+  """A SavedModel with the high-resolution inputs: fills holes with grey
+  level crop_margin / 255, so a test sees which value arrived."""
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None, None, None, 3], tf.float32, name="image"),
+      tf.TensorSpec([None, None, None, 1], tf.float32, name="mask"),
+      tf.TensorSpec(None, tf.string, name="hd_strategy"),
+      tf.TensorSpec(None, tf.int32, name="crop_margin"),
+      tf.TensorSpec(None, tf.int32, name="resize_limit"),
+      tf.TensorSpec(None, tf.int32, name="crop_trigger")
+  ])
+  def inpaint_tensor(self, image, mask, hd_strategy, crop_margin,
+                     resize_limit, crop_trigger):
+    del resize_limit, crop_trigger
+    grey = tf.cast(crop_margin, tf.float32) / 255.0
+    grey = tf.where(hd_strategy == "resize", 0.0, grey)
+    return {"image": image * mask + (1.0 - mask) * grey}
+
+
+def test_an_export_gets_the_hd_options_as_signature_inputs(
+    photos, identity_model, tmp_path):
+  path = str(tmp_path / "echo" / "1")
+  module = _HdEcho()
+  tf.saved_model.save(module, path,
+                      signatures={"inpaint_tensor": module.inpaint_tensor})
+  results = _evaluate([path], tmp_path / "out", image_dir=photos["image_dir"],
+                      mask_dir=photos["mask_dir"], crop_size=CROP,
+                      eval_size=EVAL_SIZE, num_images=0, crop_margin=200,
+                      baselines=("telea",), num_examples=0)
+  pairs = {pair.image_key: pair for pair in pairs_lib.read_photo_pairs(
+      config_lib.EvalConfig(model=path, image_dir=photos["image_dir"],
+                            mask_dir=photos["mask_dir"], crop_size=CROP,
+                            eval_size=EVAL_SIZE, num_images=0))[0]}
+  for pair in results["pairs"]:
+    truth = pairs[pair["image"]].image
+    hole = pairs[pair["image"]].known < 0.5
+    psnr, l1 = _numpy_psnr_l1(np.where(hole, 200, truth), truth)
+    assert pair["metrics"]["ours"]["psnr"] == pytest.approx(psnr, abs=1e-3)
+    assert pair["metrics"]["ours"]["l1_percent"] == pytest.approx(l1,
+                                                                  abs=1e-3)
+  # --num_examples 0: no grids.
+  assert not list((tmp_path / "out").glob("grid_bin*.png"))
+  # An export without those inputs fills the whole frame as it always did:
+  # fine at the crop size, refused at high resolution.
+  with pytest.raises(ValueError, match="re-export"):
+    _evaluate([identity_model], tmp_path / "old",
+              image_dir=photos["image_dir"], eval_size=EVAL_SIZE)
+
+
+def test_high_resolution_options_refuse_nonsense_naming_the_value(
+    photos, tmp_path):
+  good = dict(model="m", image_dir="i", mask_dir="k")
+  with pytest.raises(ValueError, match="--eval_size -1 must be 0"):
+    config_lib.EvalConfig(eval_size=-1, **good).check()
+  with pytest.raises(ValueError, match="--eval_size 5 is smaller"):
+    config_lib.EvalConfig(eval_size=5, **good).check()
+  with pytest.raises(ValueError, match="--hd_strategy 'tile' is not one of"):
+    config_lib.EvalConfig(hd_strategy="tile", **good).check()
+  with pytest.raises(ValueError, match="--crop_margin -3"):
+    config_lib.EvalConfig(crop_margin=-3, **good).check()
+  with pytest.raises(ValueError, match="--resize_limit 0"):
+    config_lib.EvalConfig(resize_limit=0, **good).check()
+  with pytest.raises(ValueError, match="--patchmatch_max_side -1"):
+    config_lib.EvalConfig(patchmatch_max_side=-1, **good).check()
+  with pytest.raises(ValueError, match="--data_dir records hold only crops"):
+    config_lib.EvalConfig(model="m", data_dir="d", eval_size=640).check()
+  # Without --eval_size masks are never drawn.
+  with pytest.raises(ValueError, match="needs --mask_dir"):
+    config_lib.EvalConfig(model="m", image_dir="i").check()
+  assert config_lib.EvalConfig(model="m", image_dir="i",
+                               eval_size=640).check().eval_size == 640
+  # On the command line: the flags' own refusal, naming the value.
+  completed = subprocess.run([
+      sys.executable, "-m", "lbam_tf.evaluate", "--model=m",
+      f"--image_dir={photos['image_dir']}", "--eval_size=-7",
+      f"--output_dir={tmp_path}"
+  ], capture_output=True, text=True, timeout=240,
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert completed.returncode != 0
+  assert "--eval_size -7 must be 0" in completed.stderr

@@ -210,3 +210,27 @@ def test_a_12_megapixel_photo_through_the_local_server(varied_generator,
   assert np.abs(output[hole].astype(int) - decoded[hole]).max() > 0
   print(f"12 MP, 3 strokes, crop: {seconds:.1f} s under {limit >> 20} MiB "
         "of address space")
+
+
+def test_the_inpaint_cli_passes_the_strategy_per_call(head_weights,
+                                                      tmp_path):
+  """lbam_tf.inpaint's run with --hd_strategy resize: a small resize_limit
+  runs the photo scaled down, and known pixels stay exact."""
+  image = samples.noise(300, 500, seed=6)
+  hole = _strokes(300, 500, 2, seed=6)
+  (tmp_path / "photo.png").write_bytes(samples.png(image))
+  (tmp_path / "hole.png").write_bytes(
+      samples.png(np.where(hole, 255, 0).astype(np.uint8)[..., None]))
+  results = {}
+  for limit in (128, 512):
+    config = inpaint.Config(
+        model=head_weights, image=str(tmp_path / "photo.png"),
+        mask=str(tmp_path / "hole.png"),
+        output=str(tmp_path / f"out{limit}.png"), hd_strategy="resize",
+        resize_limit=limit)
+    config.check()
+    assert inpaint.run(config) == 0
+    results[limit] = np.asarray(Image.open(tmp_path / f"out{limit}.png"))
+    np.testing.assert_array_equal(results[limit][~hole], image[~hole])
+  # 512 >= the long side runs whole; 128 runs a 77x128 copy: other fills.
+  assert np.abs(results[128][hole].astype(int) - results[512][hole]).mean() > 1

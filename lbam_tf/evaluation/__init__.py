@@ -7,7 +7,8 @@ reports are written from. One concept per module:
 
   config   EvalConfig: every option with its default, and its check.
   pairs    reading image and mask folders (or a preprocessing output folder)
-           and pairing images with masks, bin-balanced and seeded.
+           and pairing images with masks, bin-balanced and seeded; whole
+           photos and masks drawn or stretched to them (--eval_size).
   scoring  the methods (models and classical baselines), their per-pair
            metrics, the per-bin table and FID.
   report   results.md/.json/.csv, the example grids and the PSNR plot.

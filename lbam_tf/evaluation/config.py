@@ -11,6 +11,7 @@ from lbam_tf import cli
 from lbam_tf.evaluation import baselines
 from lbam_tf.evaluation import metrics
 from lbam_tf.images import polarity as polarity_rule
+from lbam_tf.inference import hd
 
 #: Image splits of a preprocessing output folder that can be evaluated.
 SPLITS = ("test", "val")
@@ -40,7 +41,9 @@ class EvalConfig:
       "--data_dir.")
   mask_dir: str | None = cli.option(
       None, "A folder of mask images, paired with --image_dir images by the "
-      "seed (not by name); masks outside the bins (0.01, 0.6] are dropped.")
+      "seed (not by name); masks outside the bins (0.01, 0.6] are dropped. "
+      "With --eval_size it may be left out: a mask is then drawn for each "
+      "photo at its size, the bins taking turns.")
   mask_polarity: str = cli.option(
       "white", "Which colour marks holes in --mask_dir files: white (the "
       "reference code's and the pipeline's masks) or black (NVIDIA's "
@@ -57,13 +60,41 @@ class EvalConfig:
       256, "Images are resized (shorter side) and centre-cropped to this "
       "square size, masks resized to it (nearest); metrics are computed at "
       "this size. The paper uses 256.")
+  eval_size: int = cli.option(
+      0, "0: centre crops of --crop_size. N > 0: whole --image_dir photos, "
+      "aspect ratio kept, resized (area) to a long side of N (never "
+      "enlarged); masks are drawn or stretched to each photo's size, and "
+      "metrics are computed at that size, one photo at a time. Not with "
+      "--data_dir (its records hold crops only).")
+  hd_strategy: str = cli.option(
+      hd.DEFAULT_STRATEGY, "How the model fills a photo larger than its "
+      "crop_trigger: original (the whole frame at once), resize (the photo "
+      "scaled to --resize_limit, only holes written back) or crop (each "
+      "group of holes with --crop_margin around it). Known pixels are "
+      "always exact.",
+      choices=hd.STRATEGIES)
+  crop_margin: int = cli.option(
+      hd.DEFAULT_CROP_MARGIN, "--hd_strategy crop: pixels of context kept "
+      "around each box of holes.")
+  resize_limit: int = cli.option(
+      hd.DEFAULT_RESIZE_LIMIT, "--hd_strategy resize and crop: the longest "
+      "side (pixels) the generator is run at.")
+  crop_trigger: int = cli.option(
+      hd.DEFAULT_CROP_TRIGGER, "--hd_strategy crop: photos whose long side "
+      "is at most this are filled whole, as original.")
   batch_size: int = cli.option(
-      8, "Pairs per generator call; lower it if memory runs out.")
+      8, "Pairs per generator call; lower it if memory runs out. With "
+      "--eval_size photos differ in size and go one at a time.")
   num_examples: int = cli.option(4, "Rows per bin in the grid PNGs.")
   baselines: tuple | list = cli.option(
       baselines.METHODS, "Classical methods scored beside the model(s), "
       f"from {list(baselines.METHODS)}. PatchMatch takes seconds per "
       "256x256 image on a CPU; leave it out for quick runs.")
+  patchmatch_max_side: int = cli.option(
+      1024, "PatchMatch is left out of a run (with a note in results.md) "
+      "when a scored photo's long side exceeds this many pixels: on 2 CPU "
+      "cores it takes about 5 s at 640 px and 30 s at 1280 px per photo, "
+      "minutes at 2000. 0 = no limit.")
   baseline_radius: int = cli.option(
       5, "Neighbourhood radius in pixels for Telea and Navier-Stokes.")
   inception_weights: str | None = cli.option(
@@ -88,9 +119,24 @@ class EvalConfig:
     if (self.data_dir is None) == (self.image_dir is None):
       raise ValueError("give either --data_dir or --image_dir (with "
                        "--mask_dir), not both or neither")
-    if self.image_dir is not None and self.mask_dir is None:
+    if self.eval_size < 0:
+      raise ValueError(
+          f"--eval_size {self.eval_size} must be 0 (centre crops of "
+          "--crop_size) or a long side in pixels, e.g. 1024")
+    if 0 < self.eval_size < metrics.SSIM_FILTER_SIZE:
+      raise ValueError(
+          f"--eval_size {self.eval_size} is smaller than the SSIM window "
+          f"{metrics.SSIM_FILTER_SIZE}: use 128 or more (or 0)")
+    if self.eval_size and self.data_dir is not None:
+      raise ValueError(
+          f"--eval_size {self.eval_size} scores whole photos, and --data_dir "
+          "records hold only crops: give the photos with --image_dir (masks "
+          "are then drawn at each photo's size, or read from --mask_dir)")
+    if (self.image_dir is not None and self.mask_dir is None
+        and not self.eval_size):
       raise ValueError("--image_dir needs --mask_dir: a folder of masks to "
-                       "pair the images with")
+                       "pair the images with (or --eval_size N, which draws "
+                       "a mask at each photo's size)")
     if self.split not in SPLITS:
       raise ValueError(f"--split {self.split!r} is not one of {SPLITS}")
     polarity_rule.check(self.mask_polarity)
@@ -105,12 +151,29 @@ class EvalConfig:
       raise ValueError(f"--batch_size {self.batch_size} must be >= 1")
     if self.num_examples < 0:
       raise ValueError(f"--num_examples {self.num_examples} must be >= 0")
+    try:
+      hd.check_options(self.hd_strategy, self.crop_margin, self.resize_limit,
+                       self.crop_trigger)
+    except ValueError as error:
+      # Its messages start with the option's name: here, the flag's.
+      raise ValueError(f"--{error}") from None
+    if self.patchmatch_max_side < 0:
+      raise ValueError(
+          f"--patchmatch_max_side {self.patchmatch_max_side} must be >= 0 "
+          "pixels (0 = no limit)")
     if self.baseline_radius < 0:
       raise ValueError(
           f"--baseline_radius {self.baseline_radius} must be >= 0 pixels")
     for method in self.baselines:
       baselines.check_method(method)
     return self
+
+  def hd_options(self):
+    """{hd_strategy, crop_margin, resize_limit, crop_trigger}: what a model
+    gets besides the image and the mask (InpaintModule's optional inputs)."""
+    return {"hd_strategy": self.hd_strategy, "crop_margin": self.crop_margin,
+            "resize_limit": self.resize_limit,
+            "crop_trigger": self.crop_trigger}
 
   def flag_values(self):
     """The equivalent command line as {flag: value}, unset flags left out.
@@ -129,9 +192,12 @@ class EvalConfig:
                   num_images=self.num_images,
                   seed=self.seed,
                   crop_size=self.crop_size,
+                  eval_size=self.eval_size,
+                  **self.hd_options(),
                   batch_size=self.batch_size,
                   num_examples=self.num_examples,
                   baseline_radius=self.baseline_radius,
                   baselines=list(self.baselines),
+                  patchmatch_max_side=self.patchmatch_max_side,
                   inception_weights=self.inception_weights)
     return {name: value for name, value in values.items() if value is not None}

@@ -140,6 +140,21 @@ def write_psnr_plot(path, table, width=760, height=460):
   cv2.imwrite(path, canvas)
 
 
+#: Columns of results.csv after the metrics: the run's resolution and
+#: high-resolution options (eval_size 0: centre crops of crop_size).
+_RUN_COLUMNS = ("eval_size", "crop_size", "hd_strategy", "crop_margin",
+                "resize_limit", "crop_trigger")
+
+
+def _scored_image(data):
+  """What one score covers, for results.md."""
+  if data.get("eval_size"):
+    return (f"the whole photo, long side resized to at most "
+            f"{data['eval_size']} px (never enlarged), with the model's "
+            f"--hd_strategy {data['hd_strategy']}")
+  return f"the {data['crop_size']}x{data['crop_size']} image"
+
+
 def write_results(output_dir, table, pairs, scores, examples, models, data,
                   flag_values, seconds, fid, notes):
   """Writes results.md/.json/.csv, grid_bin<k>.png and psnr_per_bin.png."""
@@ -154,6 +169,7 @@ def write_results(output_dir, table, pairs, scores, examples, models, data,
   per_pair = [{
       "image": p.image_key,
       "mask": p.mask_key,
+      "size": list(p.image.shape[:2]),
       "hole_ratio": p.hole_ratio,
       "bin": masks_lib.bin_label(p.bin),
       "metrics": {
@@ -181,13 +197,17 @@ def write_results(output_dir, table, pairs, scores, examples, models, data,
 
   with open(os.path.join(output_dir, "results.csv"), "w", newline="") as f:
     writer = csv.writer(f)
-    writer.writerow(["method", "bin", "count", "psnr", "ssim", "l1_percent"])
+    # The resolution and the strategy on every row, so that the files of
+    # several runs concatenate into one comparison.
+    writer.writerow(["method", "bin", "count", "psnr", "ssim", "l1_percent"]
+                    + list(_RUN_COLUMNS))
+    run_values = [data.get(name, 0) for name in _RUN_COLUMNS]
     for method, rows in table.items():
       for label, row in rows.items():
         writer.writerow([
             method, label, row["count"], row["psnr"], row["ssim"],
             row["l1_percent"]
-        ])
+        ] + run_values)
 
   command = "python -m lbam_tf.evaluate " + " ".join(
       f"--{name}={','.join(map(str, v)) if isinstance(v, list) else v}"
@@ -196,9 +216,8 @@ def write_results(output_dir, table, pairs, scores, examples, models, data,
       "# Evaluation", "",
       "Per hole-ratio bin: PSNR, SSIM (Gaussian 11x11, sigma 1.5) and mean "
       "L1 (%) of the composited 8-bit output against the ground truth, over "
-      f"all pixels of the {data['crop_size']}x{data['crop_size']} image, data "
-      "range 1 (see README.md, section evaluation). Means over the images of "
-      "each bin.", "",
+      f"all pixels of {_scored_image(data)}, data range 1 (see README.md, "
+      "section evaluation). Means over the images of each bin.", "",
       markdown_table(table), ""
   ]
   if len(models) > 1:
@@ -219,7 +238,9 @@ def write_results(output_dir, table, pairs, scores, examples, models, data,
       f"- `{m['label']}`: {m['kind']} `{m['path']}`" +
       "".join(f", {k} `{m[k]}`"
               for k in ("variant", "ablation")
-              if k in m)
+              if k in m) +
+      (", exported without the high-resolution inputs (the whole frame)"
+       if m.get("hd_inputs") is False else "")
       for m in model_info
   ]
   lines += ["", "## Data", ""]
@@ -236,13 +257,18 @@ def write_results(output_dir, table, pairs, scores, examples, models, data,
   columns = (["input", "mask"] + [m.label for m in models]
              + [m for m in ("telea", "patchmatch") if m in table] + ["truth"])
   for index, rows in sorted(examples.items()):
+    if not rows:  # --num_examples 0
+      continue
     write_grid(os.path.join(output_dir, f"grid_bin{index}.png"), rows, columns)
   write_psnr_plot(os.path.join(output_dir, "psnr_per_bin.png"), table)
 
 
-def notes(pairs, num_masks, dropped, table, first_label, fid,
-          inception_weights):
-  """The results' notes: what was not computed, and what limits the numbers."""
+def notes(pairs, data, table, first_label, fid, inception_weights):
+  """The results' notes: what was not computed, and what limits the numbers.
+
+  `data` is the results' data description (`pairs.read_inputs` /
+  `read_photo_pairs`, completed by the runner).
+  """
   lines = [
       "LPIPS: not computed (its network weights cannot be downloaded here "
       "and it is not part of this build); no number is given rather than a "
@@ -253,10 +279,31 @@ def notes(pairs, num_masks, dropped, table, first_label, fid,
        "FID: not computed; give --inception_weights (a Keras InceptionV3 "
        "no-top weights file) to add it. No number is given rather than a "
        "made-up one."),
-      f"{dropped} of {num_masks} masks had a hole ratio outside "
-      f"({masks_lib.FULL_RANGE[0]}, {masks_lib.FULL_RANGE[1]}] and "
-      "were not used.",
   ]
+  if "masks_available" in data:
+    lines.append(
+        f"{data['masks_outside_bins']} of {data['masks_available']} masks had "
+        f"a hole ratio outside ({masks_lib.FULL_RANGE[0]}, "
+        f"{masks_lib.FULL_RANGE[1]}] and were not used.")
+  if data.get("eval_size"):
+    lines.append(
+        f"Whole photos, long side resized (area) to at most "
+        f"{data['eval_size']} px, never enlarged; the model filled each with "
+        f"--hd_strategy {data['hd_strategy']} (crop_margin "
+        f"{data['crop_margin']}, resize_limit {data['resize_limit']}, "
+        f"crop_trigger {data['crop_trigger']}), on average "
+        f"{data['generator_pixels_per_photo']} generator pixels per photo. "
+        "Run again with another --hd_strategy and the same seed to compare "
+        "strategies on the same pairs.")
+    if "masks" in data:
+      lines.append(
+          "Masks drawn for each photo at its size (lbam_tf.data.masks, brush "
+          "widths and blob sizes scaled to it) with the hole ratio in its "
+          "bin; the seed and the photo's name fix them.")
+    if data.get("masks_stretched_outside_bins"):
+      lines.append(
+          f"{data['masks_stretched_outside_bins']} pairs were dropped: their "
+          "mask, stretched to the photo, left the hole-ratio bins.")
   empty = [
       masks_lib.bin_label(b)
       for b in range(len(masks_lib.HOLE_RATIO_BINS))

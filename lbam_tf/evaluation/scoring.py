@@ -5,12 +5,15 @@ classical baseline) is run on the same masked inputs and scored the same way:
 outputs rounded to 8 bits, known pixels copied from the ground truth, then
 PSNR, SSIM and mean L1 (%) per pair (definitions in `lbam_tf.evaluation.metrics`),
 per-bin means, and FID from InceptionV3 features when weights are given.
+A model gets the high-resolution options (hd_strategy, crop_margin,
+resize_limit, crop_trigger) with every call, as the export's inputs.
 """
 
 import dataclasses
 import os
 import time
 
+import cv2
 import keras
 import numpy as np
 import tensorflow as tf
@@ -20,12 +23,18 @@ from lbam_tf.data import masks as masks_lib
 from lbam_tf.evaluation import baselines
 from lbam_tf.evaluation import metrics
 from lbam_tf.images import ops as image_ops
+from lbam_tf.inference import hd
 from lbam_tf.inference import module as inference
 from lbam_tf.weights import model_io
 from lbam_tf.weights import reference_names
 
 #: Row label of the table's line over all bins together.
 ALL_BINS = "all"
+
+#: With --eval_size, the grid PNGs show each image fitted into a square of
+#: this side (area downscale, grey borders), so that photos of any shape
+#: line up.
+THUMBNAIL_SIDE = 512
 
 
 @dataclasses.dataclass
@@ -41,35 +50,71 @@ class Model:
   inpaint: object
 
 
-def load_model(path, label):
+def load_model(path, label, hd_options=None, eval_size=0):
   """A `Model` for a SavedModel or anything `model_io.load_generator` reads.
 
   A generator goes through `inference.InpaintModule`, the code behind the
   export's `inpaint_tensor`, so both kinds pad, crop and composite alike.
+
+  Args:
+    path: the --model (or one --ablation entry).
+    label: its column name.
+    hd_options: {hd_strategy, crop_margin, resize_limit, crop_trigger},
+      passed with every call (`EvalConfig.hd_options`); None: the module's
+      (or the export's) defaults.
+    eval_size: the config's; > 0 refuses a SavedModel exported before the
+      high-resolution options (its `inpaint_tensor` lacks those inputs).
   """
   if not os.path.exists(path):
     raise FileNotFoundError(f"--model {path} does not exist")
+  hd_inputs = inference.hd_inputs(**(hd_options or {}))
   if inference.is_export(path):
     loaded = tf.saved_model.load(path)
     if inference.TENSOR_SIGNATURE not in loaded.signatures:
       raise ValueError(
           f"SavedModel {path} has signatures {sorted(loaded.signatures)}, not "
           "`inpaint_tensor`: export it with `python -m serving.export`")
+    inputs = set(loaded.signatures[inference.TENSOR_SIGNATURE]
+                 .structured_input_signature[1])
+    config = {}
+    if not set(inference.HD_INPUTS) <= inputs:
+      if eval_size:
+        raise ValueError(
+            f"SavedModel {path}'s `inpaint_tensor` has inputs "
+            f"{sorted(inputs)}, without {sorted(inference.HD_INPUTS)}: it was "
+            "exported before the high-resolution strategies; re-export it "
+            "with `python -m serving.export` to evaluate with --eval_size")
+      # An older export at the crop size: the whole frame, as before.
+      hd_inputs, config = {}, {"hd_inputs": False}
 
     def inpaint(image, known):
       # Looked up through `loaded` on every call, which keeps the SavedModel's
       # variables alive as long as this function.
       return loaded.signatures[inference.TENSOR_SIGNATURE](
-          image=image, mask=known)["image"]
+          image=image, mask=known, **hd_inputs)["image"]
 
-    return Model(label, path, "SavedModel", {}, inpaint)
+    return Model(label, path, "SavedModel", config, inpaint)
 
   generator = model_io.load_generator(path)
   module = inference.InpaintModule(generator)
   kind = "model_dir" if os.path.isdir(path) else os.path.splitext(
       path)[1].lstrip(".")
   return Model(label, path, kind, reference_names.generator_options(generator),
-               lambda image, known: module.inpaint_tensor(image, known)["image"])
+               lambda image, known: module.inpaint_tensor(
+                   image=image, mask=known, **hd_inputs)["image"])
+
+
+def generator_pixels(known, hd_options):
+  """How many pixels the generator runs on for one photo's known mask
+  (float32 [H, W, 1]) under `hd_options`: the sum over the boxes of
+  `hd.plan`'s generator input sizes (padded to 128)."""
+  _, sizes = hd.plan(tf.constant(known, tf.float32),
+                     tf.constant(hd_options["hd_strategy"]),
+                     *(tf.constant(hd_options[name], tf.int32)
+                       for name in ("crop_margin", "resize_limit",
+                                    "crop_trigger")))
+  sizes = np.asarray(sizes, np.int64).reshape(-1, 2)
+  return int(np.sum(sizes[:, 0] * sizes[:, 1]))
 
 
 def model_labels(paths):
@@ -118,15 +163,35 @@ def _scores(filled, truth):
   }
 
 
-def _example_row(pair, outputs, index):
-  """The grid row of one pair: input, mask, truth and every method's output."""
+def fit_square(image, side, fill=64):
+  """uint8 [H, W, 3] fitted into side x side: area downscale (never
+  enlarged), centred on `fill` grey (darker than an untrained model's
+  flat fill)."""
+  height, width = image.shape[:2]
+  scale = min(1.0, side / max(height, width))
+  shape = (max(1, int(round(height * scale))),
+           max(1, int(round(width * scale))))
+  if shape != (height, width):
+    image = cv2.resize(image, shape[::-1], interpolation=cv2.INTER_AREA)
+  square = np.full((side, side, 3), fill, np.uint8)
+  top, left = (side - shape[0]) // 2, (side - shape[1]) // 2
+  square[top:top + shape[0], left:left + shape[1]] = image
+  return square
+
+
+def _example_row(pair, outputs, index, thumbnail=None):
+  """The grid row of one pair: input, mask, truth and every method's output,
+  each fitted into a `thumbnail` square if given."""
   hole = pair.known < 0.5
-  return {
+  row = {
       "input": np.where(hole, 255, pair.image).astype(np.uint8),
       "mask": np.repeat(np.where(hole, 255, 0), 3, axis=-1).astype(np.uint8),
       "truth": pair.image,
       **{method: output[index] for method, output in outputs.items()}
   }
+  if thumbnail:
+    row = {name: fit_square(image, thumbnail) for name, image in row.items()}
+  return row
 
 
 def evaluate_pairs(pairs,
@@ -135,8 +200,12 @@ def evaluate_pairs(pairs,
                    radius,
                    num_examples,
                    features_fn=None,
-                   baseline_methods=baselines.METHODS):
+                   baseline_methods=baselines.METHODS,
+                   thumbnail=None):
   """Inpaints every pair with every model and baseline and scores the results.
+
+  Pairs of different sizes (--eval_size) need batch_size 1; `thumbnail`
+  then fits the example images into squares of that side.
 
   Returns:
     (scores, examples, seconds, features): scores[method] = {"psnr": [...],
@@ -168,7 +237,15 @@ def evaluate_pairs(pairs,
       outputs = {}
       for model in models:
         begin = time.perf_counter()
-        filled = model.inpaint(tf.constant(masked), tf.constant(known))
+        try:
+          filled = model.inpaint(tf.constant(masked), tf.constant(known))
+        except tf.errors.InvalidArgumentError as error:
+          raise ValueError(
+              f"{model.label} ({model.path}) refused "
+              f"{', '.join(pair.image_key for pair in batch)} "
+              f"({truth.shape[2]}x{truth.shape[1]}): "
+              f"{inference.error_text(error.message)}"
+          ) from None
         outputs[model.label] = image_ops.to_uint8(filled).numpy()
         seconds[model.label] += time.perf_counter() - begin
       for method in baseline_methods:
@@ -190,7 +267,7 @@ def evaluate_pairs(pairs,
       for i, pair in enumerate(batch):
         rows = examples.setdefault(pair.bin, [])
         if len(rows) < num_examples:
-          rows.append(_example_row(pair, outputs, i))
+          rows.append(_example_row(pair, outputs, i, thumbnail))
       progress.update(len(batch))
   if features is not None:
     features = {
