@@ -17,12 +17,16 @@
   const photo = $("photo"), mask = $("mask"), result = $("result");
   const drop = $("drop"), status = $("status"), download = $("download");
   const buttons = { undo: $("undo"), clear: $("clear"), inpaint: $("inpaint") };
+  const hd = { strategy: $("hd_strategy"), cropMargin: $("crop_margin"),
+               resizeLimit: $("resize_limit") };
+  const working = $("working"), elapsed = $("elapsed");
   const maskContext = mask.getContext("2d", { willReadFrequently: true });
 
   let photoName = "photo";
   let undoStack = [];
   let stroke = null;  // {pointerId, x, y} while painting
   let busy = false;
+  let resultUrl = null;  // the object URL of the shown result, if any
 
   function say(text, isError) {
     status.textContent = text;
@@ -34,6 +38,47 @@
     buttons.undo.disabled = busy || undoStack.length === 0;
     buttons.clear.disabled = busy || !loaded;
     buttons.inpaint.disabled = busy || !loaded;
+    // The margin is crop's only; original scales nothing.
+    hd.strategy.disabled = busy;
+    hd.cropMargin.disabled = busy || hd.strategy.value !== "crop";
+    hd.resizeLimit.disabled = busy || hd.strategy.value === "original";
+  }
+  hd.strategy.addEventListener("change", refreshButtons);
+
+  // --- progress while the server works --------------------------------------
+
+  // An indeterminate bar and the seconds since the click: fetch reports no
+  // upload progress, and the server none of its own.
+  let progressTimer = null;
+  let progressStarted = 0;
+
+  function startProgress() {
+    progressStarted = performance.now();
+    elapsed.textContent = "0 s";
+    working.classList.remove("hidden");
+    progressTimer = setInterval(() => {
+      elapsed.textContent =
+          `${Math.floor((performance.now() - progressStarted) / 1000)} s`;
+    }, 250);
+  }
+
+  function stopProgress() {
+    clearInterval(progressTimer);
+    progressTimer = null;
+    working.classList.add("hidden");
+  }
+
+  function showResult(url) {
+    if (resultUrl) URL.revokeObjectURL(resultUrl);
+    resultUrl = url;
+    if (url) {
+      result.src = url;
+    } else {
+      result.classList.add("hidden");
+      result.removeAttribute("src");
+      download.classList.add("hidden");
+      download.removeAttribute("href");
+    }
   }
 
   // --- the server -----------------------------------------------------------
@@ -83,9 +128,7 @@
       photo.getContext("2d").drawImage(image, 0, 0);
       photoName = file.name.replace(/\.[^.]*$/, "") || "photo";
       undoStack = [];
-      result.classList.add("hidden");
-      result.removeAttribute("src");
-      download.classList.add("hidden");
+      showResult(null);
       say(`${file.name}: width ${image.naturalWidth}, height ` +
           `${image.naturalHeight}. ` +
           "Paint over what should be filled, then press Inpaint.");
@@ -217,7 +260,44 @@
     });
   }
 
+  // The high-resolution inputs of the request: the strategy always, the
+  // margin and limit when typed in (else the export's defaults apply).
+  function hdInputs() {
+    const inputs = { hd_strategy: hd.strategy.value };
+    const fields = [
+      [hd.cropMargin, "crop_margin", "Crop margin", 0],
+      [hd.resizeLimit, "resize_limit", "Resize limit", 1]];
+    for (const [field, name, label, least] of fields) {
+      const text = field.value.trim();
+      if (field.disabled || text === "") continue;
+      const value = Number(text);
+      if (!Number.isInteger(value) || value < least || value > 2147483647) {
+        throw new Error(`${label} "${text}" is not a whole number of ` +
+            `pixels, ${least} or more: correct it, or empty it for the ` +
+            "export's default.");
+      }
+      inputs[name] = value;
+    }
+    return inputs;
+  }
+
+  // Bytes for an object URL: a large result as a data: URL is slow to show
+  // and too long for the browser to download from a link.
+  function pngBlob(base64) {
+    const text = atob(base64);
+    const bytes = new Uint8Array(text.length);
+    for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+    return new Blob([bytes], { type: "image/png" });
+  }
+
   async function inpaint() {
+    let options;
+    try {
+      options = hdInputs();
+    } catch (error) {
+      say(error.message, true);
+      return;
+    }
     const hole = maskCanvas();
     if (hole.holes === 0) {
       say("Paint over the part of the photo to fill first.", true);
@@ -226,17 +306,21 @@
     busy = true;
     refreshButtons();
     const size = `${photo.height}x${photo.width} (height x width)`;
-    say(`Inpainting ${size} (${hole.holes} hole pixels)...`);
+    const what = `${size}, ${hole.holes} hole pixels, strategy ` +
+        options.hd_strategy;
+    say(`Inpainting ${what}: encoding the photo...`);
+    startProgress();
     const started = performance.now();
     try {
       const body = {
         signature_name: "serving_default",
-        instances: [{
+        instances: [Object.assign({
           image_bytes: { b64: await pngBase64(photo) },
           mask_bytes: { b64: await pngBase64(hole.canvas) },
           mask_polarity: "white",
-        }],
+        }, options)],
       };
+      say(`Inpainting ${what}: waiting for the server...`);
       const response = await fetch(api + ":predict", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
@@ -249,7 +333,8 @@
       }
       const prediction = (await response.json()).predictions[0];
       const png = prediction.b64 || prediction.image_bytes.b64;
-      result.src = "data:image/png;base64," + png;
+      say(`Inpainting ${what}: showing the result...`);
+      showResult(URL.createObjectURL(pngBlob(png)));
       await result.decode();
       result.classList.remove("hidden");
       download.href = result.src;
@@ -257,12 +342,13 @@
       download.classList.remove("hidden");
       const seconds = ((performance.now() - started) / 1000).toFixed(1);
       say(`Done: width ${result.naturalWidth}, height ` +
-          `${result.naturalHeight}, in ` +
+          `${result.naturalHeight}, strategy ${options.hd_strategy}, in ` +
           `${seconds} s. Download it, or paint more and inpaint again.`);
     } catch (error) {
       say(`The request failed: ${error.message}. Is the server running?`,
           true);
     } finally {
+      stopProgress();
       busy = false;
       refreshButtons();
     }
