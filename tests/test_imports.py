@@ -209,8 +209,9 @@ ENTRY_POINTS["lbam_tf.train"] = ("lbam_tf.training.config", "TrainConfig",
 ENTRY_POINTS["lbam_tf.evaluate"] = ("lbam_tf.evaluation.config", "EvalConfig",
                                     "lbam_tf.evaluation.runner", "run")
 #: The benchmarks: programs with a Config too; main is their library.
-BENCHMARKS = ("bench.generator_latency", "bench.learning",
-              "bench.pipeline_throughput", "bench.serving", "bench.train_step")
+BENCHMARKS = ("bench.generator_latency", "bench.hd_inference",
+              "bench.learning", "bench.pipeline_throughput", "bench.serving",
+              "bench.train_step")
 #: (module, class) of every dataclass whose fields are flags: the programs'
 #: Configs and the options they share.
 CONFIGS = sorted({(config_module, config_name) for config_module, config_name,
