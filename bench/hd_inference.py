@@ -96,6 +96,10 @@ class Config:
   child_rss_gb: float = cli.option(
       20.0, "A child resident above this many GB is stopped and reported "
       "'out of memory' (read every 0.2 s by this process).")
+  min_available_gb: float = cli.option(
+      2.0, "A child is stopped and reported 'out of memory' when the "
+      "machine has less than this many GB available (MemAvailable), before "
+      "the kernel's OOM killer picks a process, perhaps another user's.")
   threads: int = cli.option(
       2, "Threads for TF (intra- and inter-op) and OpenCV in each child.")
   telea_radius: int = cli.option(3, "cv2.inpaint radius of Telea, px.")
@@ -122,6 +126,9 @@ class Config:
     for value in self.holes:
       if not value.isdigit() or int(value) < 1:
         raise ValueError(f"--holes {value} is not a whole number >= 1")
+    if self.min_available_gb < 0:
+      raise ValueError(f"--min_available_gb {self.min_available_gb} must be "
+                       ">= 0")
     for name in ("child_memory_gb", "child_rss_gb"):
       if getattr(self, name) <= 0:
         raise ValueError(f"--{name} {getattr(self, name)} must be positive")
@@ -378,11 +385,31 @@ def _memory_kb(pid):
     return None
 
 
-def run_child(spec, timeout_s, rss_limit_bytes):
+def _available_bytes():
+  """MemAvailable of the machine (/proc/meminfo), or None."""
+  try:
+    with open("/proc/meminfo") as f:
+      for line in f:
+        if line.startswith("MemAvailable:"):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  return None
+
+
+def _noise(line):
+  """TF's start-up log lines, which say nothing about a failure."""
+  return not line.strip() or "oneDNN custom operations" in line or (
+      "absl::InitializeLog" in line)
+
+
+def run_child(spec, timeout_s, rss_limit_bytes, min_available_bytes=0):
   """Runs one case in a fresh Python process: its result dict.
 
   The parent watches the child: above `rss_limit_bytes` resident, at its
-  address-space limit for _STUCK_S, or past `timeout_s` it is killed and the
+  address-space limit for _STUCK_S, when the machine has less than
+  `min_available_bytes` available (before the kernel's OOM killer picks a
+  process, perhaps someone else's), or past `timeout_s` it is killed and the
   result says why.
   """
   base = {"method": spec["method"], "megapixels": spec["megapixels"],
@@ -409,9 +436,14 @@ def run_child(spec, timeout_s, rss_limit_bytes):
     if memory:
       rss_kb, size_kb, (user, system) = memory
       max_rss_kb = max(max_rss_kb, rss_kb)
+      available = _available_bytes()
       if rss_kb * 1024 > rss_limit_bytes:
         stopped = (f"out of memory (stopped: resident {rss_kb / 2**20:.1f} "
                    f"GiB, above --child_rss_gb)")
+      elif available is not None and available < min_available_bytes:
+        stopped = (f"out of memory (stopped at {rss_kb / 2**20:.1f} GiB "
+                   f"resident: the machine had {available / 2**30:.1f} GiB "
+                   "available, below --min_available_gb)")
       elif size_kb > STUCK_NEAR_LIMIT * limit_kb:
         # Spinning at the limit: mostly system time (failed mappings).
         if at_limit_since is None:
@@ -438,9 +470,10 @@ def run_child(spec, timeout_s, rss_limit_bytes):
   for line in stdout.splitlines():
     if line.startswith(_RESULT):
       return json.loads(line[len(_RESULT):])
-  tail = [line for line in stderr.splitlines() if line.strip()][-3:]
+  tail = [line for line in stderr.splitlines() if not _noise(line)][-3:]
   if child.returncode == -9:
-    status = "killed (SIGKILL: the kernel's OOM killer?)"
+    status = (f"killed (SIGKILL at {max_rss_kb / 2**20:.1f} GiB resident: "
+              "the kernel's OOM killer?)")
   elif any(sign in stderr for sign in _OOM_SIGNS):
     status = "out of memory"
   else:
@@ -571,7 +604,8 @@ def main(argv):
         f"{STROKE_WIDTH_PX[1]} px wide at 12 MP, scaled with the long side), "
         f"seed {config.seed}; the same strokes at every size")
   print(f"per case: a fresh child process, RLIMIT_AS {config.child_memory_gb:g}"
-        f" GB, stopped above {config.child_rss_gb:g} GB resident; s = median over the photos of one inpaint_tensor call (1st s: "
+        f" GB, stopped above {config.child_rss_gb:g} GB resident or below "
+        f"{config.min_available_gb:g} GB available on the machine; s = median over the photos of one inpaint_tensor call (1st s: "
         "the first photo's, the first call at that size; traced first by a "
         f"{WARMUP_SIZE[1]}x{WARMUP_SIZE[0]} warm-up) or one Telea "
         f"(cv2.inpaint radius {config.telea_radius}); peak = VmHWM during the "
@@ -603,7 +637,8 @@ def main(argv):
             "crop_trigger": config.crop_trigger,
             "memory_limit_bytes": int(config.child_memory_gb * 1e9)}
     result = run_child(spec, config.case_timeout_s,
-                       int(config.child_rss_gb * 1e9))
+                       int(config.child_rss_gb * 1e9),
+                       int(config.min_available_gb * 1e9))
     results.append(result)
     if result.get("error"):
       print(f"  {mp:g} MP {count} holes {method}: {result['status']}: "
