@@ -136,3 +136,21 @@ def varied_export(request, tmp_path_factory):
                     warmup_sizes=(), max_images=EXPORT_MAX_IMAGES,
                     max_request_pixels=EXPORT_MAX_REQUEST_PIXELS)
   return str(base)
+
+
+@pytest.fixture(scope="session")
+def default_export(request, tmp_path_factory):
+  """`varied_generator` exported with InpaintModule's default limits (a
+  24-megapixel photo) and strategy, once per run and shared by xdist's
+  workers as `varied_export` is: its model_base_path."""
+  from serving import export  # pylint: disable=g-import-not-at-top
+  shared = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    shared = shared.parent
+  base = shared / "default_export" / "lbam"
+  with open(shared / "default_export.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not (base / "1").is_dir():
+      export.export(request.getfixturevalue("varied_generator"),
+                    str(base / "1"), warmup_sizes=())
+  return str(base)

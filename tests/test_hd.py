@@ -172,13 +172,10 @@ def _vm_size(pid):
                 if line.startswith("VmSize"))
 
 
-def test_a_12_megapixel_photo_through_the_local_server(varied_generator,
+def test_a_12_megapixel_photo_through_the_local_server(default_export,
                                                        tmp_path):
   """crop (the export's default) on a 4000x3000 phone photo with three
   strokes, in a server allowed its loaded size plus HEADROOM_BYTES."""
-  from serving import export  # pylint: disable=g-import-not-at-top
-  export.export(varied_generator, str(tmp_path / "lbam" / "1"),
-                warmup_sizes=())
   height, width = 3000, 4000
   ramp = np.linspace(0, 255, width)[None, :, None]
   photo = np.clip(ramp + samples.noise(height, width, seed=5) / 8, 0,
@@ -190,7 +187,7 @@ def test_a_12_megapixel_photo_through_the_local_server(varied_generator,
       "image_bytes": {"b64": base64.b64encode(jpeg).decode()},
       "mask_bytes": {"b64": base64.b64encode(mask).decode()}}]}).encode()
   with open(tmp_path / "server.log", "w+") as log, processes.serving_process(
-      str(tmp_path / "lbam"), log, ["--max_request_bytes=67108864"]) as (
+      default_export, log, ["--max_request_bytes=67108864"]) as (
           port, server):
     limit = _vm_size(server.pid) + HEADROOM_BYTES
     resource.prlimit(server.pid, resource.RLIMIT_AS, (limit, limit))

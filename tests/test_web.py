@@ -91,15 +91,12 @@ def proxy_port(server_port):
 
 
 @pytest.fixture(scope="module")
-def hd_server_port(varied_generator, tmp_path_factory):
-  """The local server on an export of the shared generator with the
-  InpaintModule's default limits (a 24-megapixel photo) and strategy."""
-  # Imported here, as in conftest: serving.export starts TF's runtime.
-  from serving import export  # pylint: disable=g-import-not-at-top
-  folder = tmp_path_factory.mktemp("hd_export")
-  export.export(varied_generator, str(folder / "lbam" / "1"), warmup_sizes=())
+def hd_server_port(default_export, tmp_path_factory):
+  """The local server on conftest's export with the InpaintModule's default
+  limits (a 24-megapixel photo) and strategy."""
+  folder = tmp_path_factory.mktemp("hd_server")
   with open(folder / "server.log", "w") as log, \
-      processes.subprocess_server(str(folder / "lbam"), log) as port:
+      processes.subprocess_server(default_export, log) as port:
     yield port
 
 
