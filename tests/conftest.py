@@ -110,16 +110,13 @@ EXPORT_MAX_IMAGES = 3
 EXPORT_MAX_REQUEST_PIXELS = 2 * EXPORT_MAX_PIXELS
 
 
-@pytest.fixture(scope="session")
-def varied_export(request, tmp_path_factory):
-  """`varied_generator` exported without warm-up requests, once per run: a
-  model_base_path whose version 1 the serving tests load and serve
-  (read-only: a test that changes an export copies it first).
+def _shared_export(request, tmp_path_factory, name, **limits):
+  """`varied_generator` exported without warm-up requests once per run, in
+  the run's shared temporary folder: its model_base_path.
 
   An export takes 12 s on the quiet machine and more beside other tests, so
-  xdist's workers share one: the first to get here writes it, under a lock,
-  in the run's shared temporary folder; export's rename into place makes
-  version 1 appear only when complete.
+  xdist's workers share one: the first to get here writes it, under a lock;
+  export's rename into place makes version 1 appear only when complete.
   """
   # Imported here: importing serving.export starts TF's runtime, and its thread
   # counts (above) can only be set before the first op.
@@ -127,30 +124,28 @@ def varied_export(request, tmp_path_factory):
   shared = tmp_path_factory.getbasetemp()
   if os.environ.get("PYTEST_XDIST_WORKER"):
     shared = shared.parent
-  base = shared / "varied_export" / "lbam"
-  with open(shared / "varied_export.lock", "w") as lock:
+  base = shared / name / "lbam"
+  with open(shared / f"{name}.lock", "w") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
     if not (base / "1").is_dir():
       export.export(request.getfixturevalue("varied_generator"),
-                    str(base / "1"), max_pixels=EXPORT_MAX_PIXELS,
-                    warmup_sizes=(), max_images=EXPORT_MAX_IMAGES,
-                    max_request_pixels=EXPORT_MAX_REQUEST_PIXELS)
+                    str(base / "1"), warmup_sizes=(), **limits)
   return str(base)
 
 
 @pytest.fixture(scope="session")
+def varied_export(request, tmp_path_factory):
+  """An export with small limits, so that a request above them is cheap to
+  make; the serving tests load and serve it (read-only: a test that changes
+  an export copies it first)."""
+  return _shared_export(request, tmp_path_factory, "varied_export",
+                        max_pixels=EXPORT_MAX_PIXELS,
+                        max_images=EXPORT_MAX_IMAGES,
+                        max_request_pixels=EXPORT_MAX_REQUEST_PIXELS)
+
+
+@pytest.fixture(scope="session")
 def default_export(request, tmp_path_factory):
-  """`varied_generator` exported with InpaintModule's default limits (a
-  24-megapixel photo) and strategy, once per run and shared by xdist's
-  workers as `varied_export` is: its model_base_path."""
-  from serving import export  # pylint: disable=g-import-not-at-top
-  shared = tmp_path_factory.getbasetemp()
-  if os.environ.get("PYTEST_XDIST_WORKER"):
-    shared = shared.parent
-  base = shared / "default_export" / "lbam"
-  with open(shared / "default_export.lock", "w") as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    if not (base / "1").is_dir():
-      export.export(request.getfixturevalue("varied_generator"),
-                    str(base / "1"), warmup_sizes=())
-  return str(base)
+  """An export with InpaintModule's default limits (a 24-megapixel photo)
+  and strategy."""
+  return _shared_export(request, tmp_path_factory, "default_export")

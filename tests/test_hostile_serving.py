@@ -324,26 +324,13 @@ def test_failed_overwrite_keeps_the_served_version(varied_export, generator,
 @pytest.fixture(scope="module")
 def server(varied_export, tmp_path_factory):
   """(port, pid) of a server subprocess, stopped whatever happens."""
-  port, = processes.free_ports(1)
-  log = open(tmp_path_factory.mktemp("log") / "server.log", "w+")
-  process = subprocess.Popen(
-      [sys.executable, "-m", "serving.local_server",
-       f"--model_base_path={varied_export}", f"--port={port}",
-       f"--max_request_bytes={MAX_REQUEST_BYTES}", "--workers=2",
-       f"--request_timeout={REQUEST_TIMEOUT}"],
-      cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-  try:
-    processes.wait_until_answers(port, lambda: process.poll() is None,
-                                 timeout=TIMEOUT)
+  with open(tmp_path_factory.mktemp("log") / "server.log", "w+") as log, \
+      processes.serving_process(
+          varied_export, log, [f"--max_request_bytes={MAX_REQUEST_BYTES}",
+                               "--workers=2",
+                               f"--request_timeout={REQUEST_TIMEOUT}"],
+          timeout=TIMEOUT) as (port, process):
     yield port, process.pid
-  finally:
-    process.terminate()
-    try:
-      process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-      process.kill()
-      process.wait(timeout=20)
-    log.close()
 
 
 def _exchange(port, raw, timeout=10):

@@ -386,9 +386,9 @@ def test_12_megapixel_photo_with_the_default_crop_strategy(
   assert (result[hole] != sent[hole]).any()
 
 
-def test_strategy_inputs_are_sent_and_checked(browser, server_port, tmp_path):
+def test_strategy_inputs_are_sent_and_checked(browser, page_url, tmp_path):
   image, path = _photo(tmp_path)
-  _open(browser, f"http://127.0.0.1:{server_port}/", path)
+  _open(browser, page_url, path)
   _record_requests(browser)
   _set_brush(browser, BRUSH)
   _stroke(browser, [(40, 48), (120, 48)])

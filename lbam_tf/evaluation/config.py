@@ -151,12 +151,7 @@ class EvalConfig:
       raise ValueError(f"--batch_size {self.batch_size} must be >= 1")
     if self.num_examples < 0:
       raise ValueError(f"--num_examples {self.num_examples} must be >= 0")
-    try:
-      hd.check_options(self.hd_strategy, self.crop_margin, self.resize_limit,
-                       self.crop_trigger)
-    except ValueError as error:
-      # Its messages start with the option's name: here, the flag's.
-      raise ValueError(f"--{error}") from None
+    hd.check_flags(**self.hd_options())
     if self.patchmatch_max_side < 0:
       raise ValueError(
           f"--patchmatch_max_side {self.patchmatch_max_side} must be >= 0 "

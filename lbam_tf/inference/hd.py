@@ -83,8 +83,16 @@ class HdOptions:
             "crop_trigger": DEFAULT_CROP_TRIGGER, **self.hd_given()}
 
   def check_hd(self):
-    """Raises ValueError for a value no strategy can use."""
-    check_options(**self.hd_resolved())
+    """Raises ValueError for a value no strategy can use, naming its flag."""
+    check_flags(**self.hd_resolved())
+
+
+def check_flags(**options):
+  """`check_options` for command lines: the message names the flag."""
+  try:
+    check_options(**options)
+  except ValueError as error:
+    raise ValueError(f"--{error}") from None
 
 
 def generator_size(height, width):

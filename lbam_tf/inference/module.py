@@ -4,8 +4,9 @@
 `serving.export` saves it as the SavedModel's signatures, so files and
 requests are treated alike. `serve_bytes` (`serving_default`): image and mask
 files, string [B], to PNGs; `inpaint_tensor`: float images and masks (1 =
-known) to composited images. Any size is reflect-padded to a multiple of 128
-and cropped back; known pixels come back bit-exact. Bad input fails with
+known) to composited images. Any size: the high-resolution strategy
+(`lbam_tf.inference.hd`) decides what the generator runs on, each piece
+reflect-padded to a multiple of 128; known pixels come back bit-exact. Bad input fails with
 INVALID_ARGUMENT naming the value and the remedy, checked in the graph (sizes
 from the file headers, before decoding) so that TF Serving gets the same
 guard. Inputs, limits and errors: README.md, "Export" and "Limits and bad
@@ -393,14 +394,16 @@ def hd_inputs(**values):
           for name, value in values.items() if value is not None}
 
 
-def signature_defaults(export_dir, name):
-  """{input: tensor} of the defaults an export's SignatureDef `name` holds."""
+def signature_defaults(export_dir):
+  """{signature: {input: tensor}}: the defaults an export's SignatureDefs
+  hold (read from its saved_model.pb)."""
   saved_model = saved_model_pb2.SavedModel()
   with open(os.path.join(export_dir, "saved_model.pb"), "rb") as f:
     saved_model.ParseFromString(f.read())
-  defaults = saved_model.meta_graphs[0].signature_def[name].defaults
-  return {key: tf.constant(tf.make_ndarray(value))
-          for key, value in defaults.items()}
+  return {name: {key: tf.constant(tf.make_ndarray(value))
+                 for key, value in signature.defaults.items()}
+          for name, signature in
+          saved_model.meta_graphs[0].signature_def.items()}
 
 
 class Export:
@@ -415,9 +418,10 @@ class Export:
 
   def __init__(self, export_dir):
     self.model = tf.saved_model.load(export_dir)
+    defaults = signature_defaults(export_dir)
     self.signatures = {
         name: self._with_defaults(self.model.signatures[name],
-                                  signature_defaults(export_dir, name))
+                                  defaults[name])
         for name in (SERVING_SIGNATURE, TENSOR_SIGNATURE)}
 
   @staticmethod
